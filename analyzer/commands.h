@@ -1,0 +1,20 @@
+/* commands.h - the table of memtrack subcommands, one X-macro entry each.
+ *
+ * Adding a subcommand: write analyzer/cmd_<name>.c exporting
+ * int mt_cmd_<name>(int argc, char **argv) and add one line here.
+ */
+#ifndef MT_ANALYZER_COMMANDS_H
+#define MT_ANALYZER_COMMANDS_H
+
+#define MT_VERSION "0.1.0"
+
+#define MT_COMMAND_MAP(X)                                                   \
+    X(run, "run a program under memtrack and print its trace path(s)")     \
+    X(report, "where memory goes: totals and top sites, text or JSON")      \
+    X(dump, "print a trace's raw records, for debugging the format")
+
+#define MT_COMMAND_DECLARE(name, summary) int mt_cmd_##name(int argc, char **argv);
+MT_COMMAND_MAP(MT_COMMAND_DECLARE)
+#undef MT_COMMAND_DECLARE
+
+#endif /* MT_ANALYZER_COMMANDS_H */

@@ -1,0 +1,182 @@
+/* internal.h - declarations shared by the memtrack analyzer's files.
+ *
+ * Prototypes are grouped by the file that defines them. Functions return 0 or
+ * a negative errno-style code (pointer functions: NULL); where a message for
+ * the user is needed, the failing module keeps it (mt__trace_error) so that
+ * the command can print one line naming the file and the problem.
+ */
+#ifndef MT_ANALYZER_INTERNAL_H
+#define MT_ANALYZER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mt_trace.h"
+
+/* Exit statuses of every subcommand. */
+#define MT_EXIT_OK 0
+#define MT_EXIT_CHECK_FAILED 1
+#define MT_EXIT_BAD_INPUT 2
+
+/* ---- trace_reader.c: the only code that parses trace files ---- */
+
+/* A module (executable or shared object) mapped in the traced process. An
+ * address A of a stack with epoch E belongs to the module with
+ * start <= A < end and load_epoch <= E < unload_epoch. */
+typedef struct mt_module {
+    uint64_t id;
+    uint64_t load_epoch;
+    uint64_t unload_epoch; /* UINT64_MAX while never unloaded */
+    uint64_t base;         /* load bias: ELF virtual address = A - base */
+    uint64_t start, end;
+    char *path;
+    uint8_t *build_id;
+    size_t build_id_len;
+} mt_module_t;
+
+/* A distinct call stack: return addresses, innermost first. */
+typedef struct mt_stack {
+    uint64_t epoch;
+    uint32_t depth;
+    const uint64_t *frames;
+} mt_stack_t;
+
+/* Op value of the pseudo-events that mark snapshots in the merged stream. */
+#define MT_EV_MARKER 0
+
+/* One event of the merged, globally ordered stream. For an allocating op,
+ * size and stack are set; for a freeing op only ptr. For MT_EV_MARKER, label
+ * is set and ptr, size and stack are 0. */
+typedef struct mt_event {
+    uint64_t seq;
+    uint64_t ptr;
+    uint64_t size;
+    uint32_t stack; /* stack id, index into the trace's stacks */
+    uint32_t tid;
+    uint32_t label; /* label id, for markers */
+    uint8_t op;     /* mt_op_t, or MT_EV_MARKER */
+} mt_event_t;
+
+/* A snapshot marker, as loaded in the first pass. */
+typedef struct mt_marker {
+    uint64_t seq;
+    uint64_t time_ns;
+    uint32_t tid;
+    uint32_t label;
+} mt_marker_t;
+
+typedef struct mt_trace mt_trace_t;
+
+/* What the first pass learned about the whole trace. Owned by the trace. */
+typedef struct mt_trace_info {
+    const char *path;
+    uint32_t version;
+    uint64_t pid, ppid;
+    uint64_t start_realtime_ns;
+    uint64_t fork_seq;
+    uint32_t flags;
+    uint32_t depth;
+    uint64_t sample_bytes;
+    const char *exe;       /* executable path */
+    const char *command;   /* command line, arguments joined by spaces */
+    uint64_t events;       /* events found in chunks */
+    uint64_t dropped;      /* events lost in the library (LOST and END records) */
+    uint64_t last_seq;     /* highest sequence number seen */
+    uint64_t duration_ns;  /* time of the last TIME or END record */
+    bool complete;         /* an END record was found */
+    bool truncated;        /* the file ends inside a record */
+    uint64_t truncated_at; /* offset of the cut record, when truncated */
+    size_t nmodules;
+    const mt_module_t *modules;
+    size_t nstacks;
+    size_t nlabels;
+    size_t nmarkers;
+    const mt_marker_t *markers; /* in seq order */
+} mt_trace_info_t;
+
+/* Opens a trace and runs the first pass: validates the header, loads modules,
+ * stacks, labels, markers and time points, and indexes the chunks of every
+ * stream, skipping event payloads. A file that ends inside a record is
+ * accepted (info->truncated); anything else malformed fails. Returns 0 and
+ * sets *out, or a negative code with *out NULL and a message (file name and
+ * byte offset) copied into err (errlen bytes). Memory use is proportional to
+ * stacks, modules and chunks, never to events. */
+int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen);
+
+/* Frees everything the trace owns. NULL is allowed. */
+void mt__trace_close(mt_trace_t *t);
+
+/* Returns the trace's summary; valid until mt__trace_close. */
+const mt_trace_info_t *mt__trace_info(const mt_trace_t *t);
+
+/* Returns stack id's frames, or NULL for an id the trace never defined. */
+const mt_stack_t *mt__trace_stack(const mt_trace_t *t, uint32_t id);
+
+/* Returns label id's text, or NULL for an unknown id. */
+const char *mt__trace_label(const mt_trace_t *t, uint32_t id);
+
+/* Returns the time in ns since the start of the run at which event seq
+ * happened, interpolated between the TIME records around it. */
+uint64_t mt__trace_time_of(const mt_trace_t *t, uint64_t seq);
+
+/* Restarts the merged event stream at the beginning. */
+void mt__trace_rewind(mt_trace_t *t);
+
+/* Stores the next event of the merged stream (all streams and the markers, in
+ * seq order) in *ev. Returns 1 for an event, 0 at the end, or a negative code
+ * when an event payload is corrupt (message in mt__trace_error). */
+int mt__trace_next(mt_trace_t *t, mt_event_t *ev);
+
+/* Returns the message of the last failure, naming the file and offset. */
+const char *mt__trace_error(const mt_trace_t *t);
+
+/* Returns the module holding address addr for a stack of the given epoch,
+ * or NULL. */
+const mt_module_t *mt__trace_module_for(const mt_trace_t *t, uint64_t addr, uint64_t epoch);
+
+/* Returns the name of an op ("malloc", "operator delete", ...) or "?". */
+const char *mt__op_name(unsigned op);
+
+/* ---- symbols.c: addresses to function, file, line, with libdw ---- */
+
+/* One source-level frame. An address can expand to several when calls were
+ * inlined: the innermost inlined function first, the real function last. */
+typedef struct mt_frame {
+    const char *function; /* demangled name, or NULL when unknown */
+    const char *file;     /* source file, or NULL */
+    uint32_t line;        /* 0 when unknown */
+    const char *module;   /* module path, or NULL for an address outside every module */
+    uint64_t address;     /* the return address as recorded */
+    uint64_t offset;      /* address - module base, for module+offset display */
+    bool inlined;         /* true for a frame inlined into the next one */
+} mt_frame_t;
+
+typedef struct mt_symbolizer mt_symbolizer_t;
+
+/* Creates a symbolizer over a trace's module map. Debug info is looked up in
+ * the module itself, through .gnu_debuglink and by build-id under the usual
+ * debug directories (/usr/lib/debug). Returns NULL when out of memory. */
+mt_symbolizer_t *mt__symbolizer_new(const mt_trace_t *t);
+
+/* Frees the symbolizer and every string it returned. */
+void mt__symbolizer_free(mt_symbolizer_t *s);
+
+/* Resolves one recorded return address of a stack of the given epoch. Sets
+ * *frames to an array of *n frames (n >= 1) owned by the symbolizer and valid
+ * until it is freed. Each distinct (address, epoch) is resolved once and then
+ * served from a cache. Never fails: unknown parts are NULL or 0. */
+void mt__symbolize(mt_symbolizer_t *s, uint64_t address, uint64_t epoch, const mt_frame_t **frames,
+                   size_t *n);
+
+/* ---- cmd_run.c ---- */
+
+/* Runs argv[0] (looked up in PATH) with libmemtrack.so preloaded, writing
+ * traces to output (a MEMTRACK_OUTPUT pattern; NULL for the default).
+ * Stores the trace files the run created in *traces (malloc'd, sorted) and
+ * returns the program's exit status (128 + N for signal N), or -1 when it
+ * could not be started (a message was printed). */
+int mt__run_program(const char *output, char **argv, char ***traces, size_t *ntraces);
+
+#endif /* MT_ANALYZER_INTERNAL_H */

@@ -1,0 +1,266 @@
+/* internal.h - declarations shared by the files of libmemtrack.so.
+ *
+ * The library's moving parts: hooks.c defines the allocation functions and
+ * turns each call into ring events; ring.c gives every thread a lock-free
+ * single-producer ring and interns its call stacks; writer.c drains the rings
+ * from one thread and encodes them into the trace (include/mt_trace.h);
+ * unwind.c captures stacks; modules.c keeps the module map; process.c handles
+ * start, fork, exec, exit and fatal signals; config.c reads MEMTRACK_*; os.c
+ * wraps the system calls whose failure must be injectable in tests.
+ *
+ * Rules for everything reachable from a hook: no stdio, nothing that
+ * allocates through the hooks, no lock on the allocation path, errno kept.
+ */
+#ifndef MT_PRELOAD_INTERNAL_H
+#define MT_PRELOAD_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mt_trace.h"
+
+#define MT_HIDDEN __attribute__((visibility("hidden")))
+#define MT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define MT_MAX_DEPTH 256
+
+/* Recording state of the whole process. */
+enum {
+    MT_STATE_OFF = 0,    /* not started, secure mode, or disabled after a failure */
+    MT_STATE_ACTIVE = 1, /* recording */
+    MT_STATE_DONE = 2,   /* the final flush happened; hooks only forward */
+};
+
+/* ---- config.c ---- */
+
+typedef struct mt_config {
+    char output[4096];     /* MEMTRACK_OUTPUT, unexpanded */
+    unsigned depth;        /* MEMTRACK_DEPTH */
+    unsigned ring_events;  /* MEMTRACK_RING_EVENTS, a power of two */
+    bool unwind_fp;        /* MEMTRACK_UNWIND=fp */
+    int snapshot_signal;   /* MEMTRACK_SNAPSHOT_SIGNAL, 0 when unset */
+    unsigned snapshot_interval_ms; /* MEMTRACK_SNAPSHOT_INTERVAL_MS, 0 when unset */
+    unsigned ring_wait_ms; /* how long a producer waits on a full ring */
+    /* Fault injection, for tests only: fail the Nth call (1-based), 0 = never. */
+    unsigned long fault_mmap, fault_open, fault_write;
+} mt_config_t;
+
+extern mt_config_t mt__config MT_HIDDEN;
+
+/* Reads every MEMTRACK_* variable with secure_getenv into mt__config. A bad
+ * value gets one warning on stderr and the default. */
+MT_HIDDEN void mt__config_load(void);
+
+/* ---- os.c ---- */
+
+/* Writes a message of n bytes to stderr, prefixed "memtrack: ". Never allocates. */
+MT_HIDDEN void mt__say(const char *msg);
+
+/* Same, with up to three strings concatenated. */
+MT_HIDDEN void mt__say3(const char *a, const char *b, const char *c);
+
+/* mmap of anonymous private memory, with fault injection. NULL on failure. */
+MT_HIDDEN void *mt__os_map(size_t size);
+
+/* open(2) with fault injection; returns the fd or -errno. */
+MT_HIDDEN int mt__os_open(const char *path, int flags, mode_t mode);
+
+/* Writes all n bytes to fd, retrying short writes and EINTR, with fault
+ * injection. Returns 0 or -errno. */
+MT_HIDDEN int mt__os_write_all(int fd, const void *buf, size_t n);
+
+/* Monotonic time in ns. */
+MT_HIDDEN uint64_t mt__os_now_ns(void);
+
+/* Formats v in decimal into buf (>= 21 bytes); returns buf. */
+MT_HIDDEN char *mt__os_utoa(uint64_t v, char *buf);
+
+/* A bump allocator over private mmap'ed memory, for the library's own data:
+ * never reaches the hooks. Not thread-safe: each arena has one owner. */
+typedef struct mt_arena {
+    uint8_t *cur, *end;
+} mt_arena_t;
+
+/* Returns size bytes, 16-aligned and zeroed, or NULL when mmap fails. */
+MT_HIDDEN void *mt__arena_alloc(mt_arena_t *a, size_t size);
+
+/* ---- ring.c ---- */
+
+/* The ring op of a snapshot marker; never written into a CHUNK. */
+#define MT_EV_MARKER_OP 0
+
+/* One recorded event as the producer stores it. op 0 is a snapshot marker
+ * (ptr = label id, size = time in ns). */
+typedef struct mt_ring_event {
+    uint64_t seq;
+    uint64_t ptr;
+    uint64_t size;
+    uint32_t stack;
+    uint32_t op;
+} mt_ring_event_t;
+
+/* A stack interned by a ring: ids are per ring, dense from 0. */
+typedef struct mt_stack_entry {
+    uint64_t hash;
+    uint64_t epoch;
+    uint32_t depth;
+    uint32_t pad;
+    uint64_t frames[];
+} mt_stack_entry_t;
+
+#define MT_STACK_BLOCK 4096u
+#define MT_STACK_BLOCKS 1024u /* at most 4M distinct stacks per ring */
+
+enum { MT_RING_FREE = 0, MT_RING_ACTIVE = 1, MT_RING_EXITED = 2 };
+
+typedef struct mt_ring {
+    /* Producer side. */
+    _Alignas(64) _Atomic uint64_t head;
+    uint64_t cached_tail;
+    uint32_t *st_slots;   /* open addressing: stack id + 1, 0 = empty */
+    uint32_t st_mask;
+    _Atomic uint32_t st_count; /* ids published to the writer */
+    mt_stack_entry_t **st_blocks[MT_STACK_BLOCKS];
+    mt_arena_t arena;     /* producer-owned memory for stack entries */
+    /* Consumer (writer) side. */
+    _Alignas(64) _Atomic uint64_t tail;
+    uint64_t w_head;      /* head seen at the start of the writer's round */
+    uint32_t *w_map[MT_STACK_BLOCKS]; /* local stack id -> global id + 1 */
+    uint32_t w_mapped;    /* local ids below this are mapped */
+    uint64_t w_dropped;   /* drops already written as LOST */
+    /* Shared. */
+    _Alignas(64) _Atomic int state;
+    _Atomic uint32_t tid;
+    _Atomic uint64_t dropped;
+    uint32_t index;       /* stream id in the trace */
+    uint64_t mask;
+    mt_ring_event_t *slots;
+    struct mt_ring *next; /* registry list, never unlinked */
+} mt_ring_t;
+
+/* Per-thread state, initial-exec TLS. */
+typedef struct mt_tls {
+    int busy;             /* inside a hook: nested calls only forward */
+    int claim_failed;
+    int exit_rounds;      /* thread-specific destructor rounds seen */
+    mt_ring_t *ring;
+    uintptr_t stack_lo, stack_hi; /* for frame-pointer walks */
+} mt_tls_t;
+
+extern __thread mt_tls_t mt__tls MT_HIDDEN __attribute__((tls_model("initial-exec")));
+extern _Atomic uint64_t mt__seq MT_HIDDEN;
+extern _Atomic(mt_ring_t *) mt__rings MT_HIDDEN;
+
+/* Returns the calling thread's ring, claiming a free one or mapping a new
+ * one on first use; NULL when none can be had (the thread then records
+ * nothing). */
+MT_HIDDEN mt_ring_t *mt__ring_get(void);
+
+/* Stores ev in r, waiting a bounded time for the writer when r is full;
+ * counts the event as dropped when it still cannot be stored. */
+MT_HIDDEN void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev);
+
+/* Returns the ring-local id of the stack, interning it on first sight, or
+ * UINT32_MAX when the ring's stack table is full or out of memory. */
+MT_HIDDEN uint32_t mt__ring_intern_stack(mt_ring_t *r, const uint64_t *frames, uint32_t depth,
+                                         uint64_t epoch);
+
+/* Returns the entry of ring-local stack id, published by the producer. */
+MT_HIDDEN const mt_stack_entry_t *mt__ring_stack(const mt_ring_t *r, uint32_t id);
+
+/* Marks the calling thread's ring as exited (thread-specific destructor). */
+MT_HIDDEN void mt__ring_release(void *ring);
+
+/* In a fork child: every ring but the caller's is freed, pending events are
+ * discarded (the parent writes them) and writer-side state is reset. */
+MT_HIDDEN void mt__rings_after_fork(void);
+
+/* Creates the thread-exit key. Returns 0 or -errno. */
+MT_HIDDEN int mt__rings_init(void);
+
+/* ---- unwind.c ---- */
+
+/* Sets up the unwinder (per-thread caches) and finds the library's own code
+ * range, whose frames are never recorded. */
+MT_HIDDEN void mt__unwind_init(void);
+
+/* Stores up to max return addresses of the calling thread's stack in frames,
+ * innermost first, starting at the caller of the allocation function.
+ * Returns the count. */
+MT_HIDDEN uint32_t mt__unwind(uint64_t *frames, uint32_t max);
+
+/* Drops cached unwind information (after dlclose). */
+MT_HIDDEN void mt__unwind_flush(void);
+
+/* ---- modules.c ---- */
+
+extern _Atomic uint64_t mt__epoch MT_HIDDEN;
+
+/* Rescans the loaded modules; new ones and unloaded ones are queued for the
+ * writer, and the epoch advances after an unload. Safe from any thread. */
+MT_HIDDEN void mt__modules_scan(void);
+
+/* Writes queued MODULE and UNLOAD records through emit. Writer thread only. */
+MT_HIDDEN void mt__modules_emit(void (*emit)(uint8_t type, const uint8_t *payload, size_t n));
+
+/* Returns true when addr lies in a known module. Writer thread only. */
+MT_HIDDEN bool mt__modules_known(uint64_t addr);
+
+/* In a fork child: every module must be written again to the new trace. */
+MT_HIDDEN void mt__modules_after_fork(void);
+
+/* Locks and unlocks the module list around fork. */
+MT_HIDDEN void mt__modules_lock(void);
+MT_HIDDEN void mt__modules_unlock(void);
+
+/* ---- writer.c ---- */
+
+/* Opens the trace file and writes its header; starts the writer thread.
+ * Returns 0 or -errno (the caller then stays unprofiled). */
+MT_HIDDEN int mt__writer_start(bool forked, uint64_t fork_seq);
+
+/* Wakes the writer early (a ring is filling up). */
+MT_HIDDEN void mt__writer_wake(void);
+
+/* Waits until everything recorded so far is in the file, at most timeout_ms.
+ * With final, also writes the END record, closes the file and stops the
+ * writer thread; recording is over. Async-signal-safe. */
+MT_HIDDEN void mt__writer_flush(bool final, unsigned timeout_ms);
+
+/* Asks the writer to place a snapshot marker now (from a signal handler or
+ * the timer). Async-signal-safe. */
+MT_HIDDEN void mt__writer_request_snapshot(void);
+
+/* Returns the id of label text, interning it, or UINT32_MAX. */
+MT_HIDDEN uint32_t mt__label_intern(const char *text);
+
+/* True when the calling thread is the writer. */
+MT_HIDDEN bool mt__writer_is_self(void);
+
+/* In a fork child: forget the parent's writer without touching its file. */
+MT_HIDDEN void mt__writer_after_fork(void);
+
+/* ---- process.c ---- */
+
+extern _Atomic int mt__state MT_HIDDEN;
+extern pid_t mt__pid MT_HIDDEN;
+
+/* Runs once when the library loads: config, module map, trace file, writer,
+ * fork and signal handlers. On any failure the library says why once and
+ * stays off. */
+MT_HIDDEN void mt__process_start(void);
+
+/* Flushes before exec (called from the exec hooks). */
+MT_HIDDEN void mt__process_before_exec(void);
+
+/* Flushes for good before _exit and _Exit. */
+MT_HIDDEN void mt__process_before_exit(void);
+
+/* Turns recording off after an internal failure, saying why once. */
+MT_HIDDEN void mt__process_disable(const char *why);
+
+#endif /* MT_PRELOAD_INTERNAL_H */

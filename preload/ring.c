@@ -1,0 +1,265 @@
+/* ring.c - per-thread lock-free event rings and per-ring stack interning.
+ *
+ * Each thread owns one single-producer/single-consumer ring: the thread is
+ * the only producer, the writer thread the only consumer, and the two meet
+ * only through the head and tail counters (release/acquire). Rings live on a
+ * list that is only ever pushed onto (CAS), never unlinked: a ring whose
+ * thread exited is drained by the writer and then handed to the next new
+ * thread, so 2000 short-lived threads use a handful of rings.
+ *
+ * Stacks are interned per ring, by the producer alone, so a repeated stack
+ * costs a hash and a compare and no shared write. The writer maps ring-local
+ * ids to trace-wide ids and writes each distinct stack once.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+__thread mt_tls_t mt__tls __attribute__((tls_model("initial-exec")));
+_Atomic uint64_t mt__seq = 1;
+_Atomic(mt_ring_t *) mt__rings;
+
+static _Atomic uint32_t ring_count;
+static pthread_key_t exit_key;
+static mt_arena_t ring_arena; /* guarded by ring_arena_lock */
+static _Atomic int ring_arena_lock;
+
+int mt__rings_init(void)
+{
+    int rc = pthread_key_create(&exit_key, mt__ring_release);
+    return rc ? -rc : 0;
+}
+
+static void spin_lock(_Atomic int *l)
+{
+    while (atomic_exchange_explicit(l, 1, memory_order_acquire))
+        sched_yield();
+}
+
+static void spin_unlock(_Atomic int *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
+
+static mt_ring_t *ring_new(void)
+{
+    spin_lock(&ring_arena_lock);
+    mt_ring_t *r = mt__arena_alloc(&ring_arena, sizeof *r);
+    spin_unlock(&ring_arena_lock);
+    if (!r)
+        return NULL;
+    r->mask = mt__config.ring_events - 1;
+    r->slots = mt__os_map((size_t)mt__config.ring_events * sizeof(mt_ring_event_t));
+    if (!r->slots)
+        return NULL; /* the struct stays in the arena: rings are never freed */
+    r->st_mask = 1023;
+    r->st_slots = mt__os_map((r->st_mask + 1) * sizeof(uint32_t));
+    if (!r->st_slots)
+        return NULL;
+    r->index = atomic_fetch_add(&ring_count, 1);
+    atomic_store(&r->state, MT_RING_ACTIVE);
+    mt_ring_t *head = atomic_load(&mt__rings);
+    do {
+        r->next = head;
+    } while (!atomic_compare_exchange_weak(&mt__rings, &head, r));
+    return r;
+}
+
+static mt_ring_t *ring_claim_free(void)
+{
+    for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next) {
+        int expected = MT_RING_FREE;
+        if (atomic_load_explicit(&r->state, memory_order_relaxed) == MT_RING_FREE &&
+            atomic_compare_exchange_strong(&r->state, &expected, MT_RING_ACTIVE))
+            return r;
+    }
+    return NULL;
+}
+
+mt_ring_t *mt__ring_get(void)
+{
+    mt_tls_t *t = &mt__tls;
+    if (MT_LIKELY(t->ring != NULL))
+        return t->ring;
+    if (t->claim_failed)
+        return NULL;
+    mt_ring_t *r = ring_claim_free();
+    if (!r)
+        r = ring_new();
+    if (!r) {
+        t->claim_failed = 1;
+        return NULL;
+    }
+    atomic_store(&r->tid, (uint32_t)syscall(SYS_gettid));
+    t->ring = r;
+    pthread_setspecific(exit_key, r);
+    if (mt__config.unwind_fp) {
+        pthread_attr_t attr;
+        void *lo;
+        size_t size;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+            if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
+                t->stack_lo = (uintptr_t)lo;
+                t->stack_hi = (uintptr_t)lo + size;
+            }
+            pthread_attr_destroy(&attr);
+        }
+    }
+    return r;
+}
+
+void mt__ring_release(void *ring)
+{
+    mt_ring_t *r = ring;
+    if (!r)
+        return;
+    /* Other keys' destructors may still free memory: come back in the last
+     * destructor round so that those frees are recorded too. */
+    if (++mt__tls.exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(exit_key, r);
+        return;
+    }
+    mt__tls.ring = NULL;
+    mt__tls.claim_failed = 1; /* late frees in other key destructors stay unrecorded */
+    atomic_store_explicit(&r->state, MT_RING_EXITED, memory_order_release);
+}
+
+static void futex_wait_short(void)
+{
+    struct timespec ts = {0, 200000};
+    sched_yield();
+    syscall(SYS_futex, &ring_count, FUTEX_WAIT_PRIVATE, ~0u, &ts, NULL, 0);
+}
+
+void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev)
+{
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t cap = r->mask + 1;
+    if (MT_UNLIKELY(h - r->cached_tail >= cap)) {
+        r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (h - r->cached_tail >= cap) {
+            uint64_t start = 0;
+            mt__writer_wake();
+            for (;;) {
+                r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+                if (h - r->cached_tail < cap)
+                    break;
+                if (atomic_load_explicit(&mt__state, memory_order_relaxed) != MT_STATE_ACTIVE ||
+                    mt__writer_is_self())
+                    goto drop;
+                uint64_t now = mt__os_now_ns();
+                if (!start)
+                    start = now;
+                else if (now - start > (uint64_t)mt__config.ring_wait_ms * 1000000ull)
+                    goto drop;
+                mt__writer_wake();
+                futex_wait_short();
+            }
+        }
+    }
+    r->slots[h & r->mask] = *ev;
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+    if (MT_UNLIKELY(h + 1 - r->cached_tail == cap / 2))
+        mt__writer_wake();
+    return;
+drop:
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+}
+
+static uint64_t hash_stack(const uint64_t *frames, uint32_t depth, uint64_t epoch)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (epoch * 0xff51afd7ed558ccdull) ^ depth;
+    for (uint32_t i = 0; i < depth; i++) {
+        h ^= frames[i];
+        h *= 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h | 1;
+}
+
+const mt_stack_entry_t *mt__ring_stack(const mt_ring_t *r, uint32_t id)
+{
+    return r->st_blocks[id / MT_STACK_BLOCK][id % MT_STACK_BLOCK];
+}
+
+static int grow_table(mt_ring_t *r)
+{
+    uint32_t nmask = r->st_mask * 2 + 1;
+    uint32_t *slots = mt__os_map(((size_t)nmask + 1) * sizeof(uint32_t));
+    if (!slots)
+        return -ENOMEM;
+    for (uint32_t i = 0; i <= r->st_mask; i++) {
+        uint32_t v = r->st_slots[i];
+        if (!v)
+            continue;
+        uint32_t j = (uint32_t)mt__ring_stack(r, v - 1)->hash & nmask;
+        while (slots[j])
+            j = (j + 1) & nmask;
+        slots[j] = v;
+    }
+    munmap(r->st_slots, ((size_t)r->st_mask + 1) * sizeof(uint32_t));
+    r->st_slots = slots;
+    r->st_mask = nmask;
+    return 0;
+}
+
+uint32_t mt__ring_intern_stack(mt_ring_t *r, const uint64_t *frames, uint32_t depth, uint64_t epoch)
+{
+    uint64_t h = hash_stack(frames, depth, epoch);
+    uint32_t i = (uint32_t)h & r->st_mask;
+    uint32_t v;
+    while ((v = r->st_slots[i]) != 0) {
+        const mt_stack_entry_t *e = mt__ring_stack(r, v - 1);
+        if (e->hash == h && e->depth == depth && e->epoch == epoch &&
+            !memcmp(e->frames, frames, depth * sizeof *frames))
+            return v - 1;
+        i = (i + 1) & r->st_mask;
+    }
+    uint32_t id = atomic_load_explicit(&r->st_count, memory_order_relaxed);
+    if (id >= MT_STACK_BLOCK * MT_STACK_BLOCKS)
+        return UINT32_MAX;
+    mt_stack_entry_t ***block = &r->st_blocks[id / MT_STACK_BLOCK];
+    if (!*block && !(*block = mt__arena_alloc(&r->arena, MT_STACK_BLOCK * sizeof(void *))))
+        return UINT32_MAX;
+    mt_stack_entry_t *e = mt__arena_alloc(&r->arena, sizeof *e + depth * sizeof *frames);
+    if (!e)
+        return UINT32_MAX;
+    e->hash = h;
+    e->epoch = epoch;
+    e->depth = depth;
+    memcpy(e->frames, frames, depth * sizeof *frames);
+    (*block)[id % MT_STACK_BLOCK] = e;
+    r->st_slots[i] = id + 1;
+    atomic_store_explicit(&r->st_count, id + 1, memory_order_release);
+    if ((id + 1) * 2 > r->st_mask)
+        grow_table(r); /* on failure the table just stays fuller */
+    return id;
+}
+
+void mt__rings_after_fork(void)
+{
+    mt_ring_t *mine = mt__tls.ring;
+    atomic_store(&ring_arena_lock, 0);
+    for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next) {
+        uint64_t h = atomic_load(&r->head);
+        atomic_store(&r->tail, h);
+        r->cached_tail = h;
+        r->w_mapped = 0;
+        for (uint32_t b = 0; b < MT_STACK_BLOCKS && r->w_map[b]; b++)
+            memset(r->w_map[b], 0, MT_STACK_BLOCK * sizeof(uint32_t));
+        atomic_store(&r->dropped, 0);
+        r->w_dropped = 0;
+        if (r != mine)
+            atomic_store(&r->state, MT_RING_FREE);
+    }
+    if (mine)
+        atomic_store(&mine->tid, (uint32_t)syscall(SYS_gettid));
+}

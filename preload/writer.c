@@ -1,0 +1,675 @@
+/* writer.c - the writer thread: drains every ring into the trace file.
+ *
+ * One thread, with all signals blocked, wakes every 10 ms (or when a ring is
+ * half full, or a flush is requested), and per round: notes each ring's head,
+ * writes new modules, labels and stacks, encodes each ring's events as one
+ * CHUNK record per ring (varints, deltas), and a TIME record placing the
+ * current sequence number in time. The file is written with plain write(2)
+ * every round, so a killed program leaves a trace readable up to its last
+ * round. Stacks are deduplicated across rings here, so each distinct stack is
+ * written once. Only this thread touches the output buffer and the tables
+ * marked "writer only".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define OUT_CAP (4u << 20)
+#define CHUNK_MAX_EVENTS 16384u
+#define EVENT_MAX_BYTES (1 + 4 * MT_VARINT_MAX)
+#define MAX_LABELS 32768u
+#define LABEL_SLOTS 65536u
+
+/* Shared with producers and signal handlers. */
+static _Atomic uint32_t wake_word;
+static _Atomic uint64_t flush_req, flush_done;
+static _Atomic int stop_req;
+static _Atomic int running;
+static _Atomic uint32_t snapshot_req;
+
+/* Labels: interned by any thread under label_lock, read by the writer. */
+typedef struct label {
+    uint64_t hash;
+    char text[];
+} label_t;
+static _Atomic int label_lock;
+static label_t *labels[MAX_LABELS];
+static uint32_t label_slots[LABEL_SLOTS]; /* id + 1 */
+static _Atomic uint32_t label_count;
+static mt_arena_t label_arena;
+
+/* Writer only. */
+static int out_fd = -1;
+static char out_path[4096 + 32];
+static uint8_t *out;
+static size_t out_len;
+static uint64_t start_ns;
+static uint64_t events_written, dropped_total;
+static uint32_t labels_written;
+static mt_arena_t writer_arena;
+static const mt_stack_entry_t **gstacks[MT_STACK_BLOCKS * 4]; /* global id -> entry */
+static uint32_t gstack_count;
+static uint32_t *gslots; /* open addressing: global id + 1 */
+static uint32_t gmask;
+static uint64_t next_interval_ns;
+static uint64_t last_rescan_ns;
+static bool need_rescan;
+static bool write_failed;
+static pthread_t writer_thread;
+
+static void futex_wake(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1 << 30, NULL, NULL, 0);
+}
+
+bool mt__writer_is_self(void)
+{
+    return mt__tls.busy == 2;
+}
+
+void mt__writer_wake(void)
+{
+    atomic_fetch_add_explicit(&wake_word, 1, memory_order_release);
+    futex_wake(&wake_word);
+}
+
+void mt__writer_request_snapshot(void)
+{
+    atomic_fetch_add_explicit(&snapshot_req, 1, memory_order_relaxed);
+    mt__writer_wake();
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+uint32_t mt__label_intern(const char *text)
+{
+    uint64_t h = hash_str(text);
+    uint32_t id = UINT32_MAX;
+    while (atomic_exchange_explicit(&label_lock, 1, memory_order_acquire))
+        sched_yield();
+    uint32_t i = (uint32_t)h & (LABEL_SLOTS - 1);
+    for (; label_slots[i]; i = (i + 1) & (LABEL_SLOTS - 1)) {
+        label_t *l = labels[label_slots[i] - 1];
+        if (l->hash == h && !strcmp(l->text, text)) {
+            id = label_slots[i] - 1;
+            goto out;
+        }
+    }
+    uint32_t n = atomic_load_explicit(&label_count, memory_order_relaxed);
+    if (n >= MAX_LABELS)
+        goto out;
+    size_t len = strnlen(text, 4096);
+    label_t *l = mt__arena_alloc(&label_arena, sizeof *l + len + 1);
+    if (!l)
+        goto out;
+    l->hash = h;
+    memcpy(l->text, text, len);
+    l->text[len] = '\0';
+    labels[n] = l;
+    label_slots[i] = n + 1;
+    id = n;
+    atomic_store_explicit(&label_count, n + 1, memory_order_release);
+out:
+    atomic_store_explicit(&label_lock, 0, memory_order_release);
+    return id;
+}
+
+/* ---- output buffer ---- */
+
+static void fail_write(int err)
+{
+    if (write_failed)
+        return;
+    write_failed = true;
+    mt__say3("cannot write the trace ", out_path, "; recording stopped");
+    mt__say3("  reason: ", strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error", "");
+    mt__process_disable(NULL);
+}
+
+static void out_flush(void)
+{
+    if (out_len && !write_failed) {
+        int rc = mt__os_write_all(out_fd, out, out_len);
+        if (rc < 0)
+            fail_write(-rc);
+    }
+    out_len = 0;
+}
+
+static void out_reserve(size_t n)
+{
+    if (out_len + n > OUT_CAP)
+        out_flush();
+}
+
+static void emit(uint8_t type, const uint8_t *payload, size_t n)
+{
+    out_reserve(MT_RECORD_HEADER_SIZE + n);
+    if (MT_RECORD_HEADER_SIZE + n > OUT_CAP)
+        return; /* cannot happen with the sizes used here */
+    out[out_len] = type;
+    mt_put_u32(out + out_len + 1, (uint32_t)n);
+    memcpy(out + out_len + MT_RECORD_HEADER_SIZE, payload, n);
+    out_len += MT_RECORD_HEADER_SIZE + n;
+}
+
+static uint64_t now_rel(void)
+{
+    return mt__os_now_ns() - start_ns;
+}
+
+static void emit_time(void)
+{
+    uint8_t buf[2 * MT_VARINT_MAX], *p = buf;
+    p = mt_put_varint(p, atomic_load(&mt__seq));
+    p = mt_put_varint(p, now_rel());
+    emit(MT_REC_TIME, buf, (size_t)(p - buf));
+}
+
+static void emit_marker(uint64_t seq, uint64_t time_ns, uint32_t tid, uint32_t label)
+{
+    uint8_t buf[4 * MT_VARINT_MAX], *p = buf;
+    p = mt_put_varint(p, seq);
+    p = mt_put_varint(p, time_ns);
+    p = mt_put_varint(p, tid);
+    p = mt_put_varint(p, label);
+    emit(MT_REC_MARKER, buf, (size_t)(p - buf));
+}
+
+static void emit_labels(void)
+{
+    uint32_t n = atomic_load_explicit(&label_count, memory_order_acquire);
+    for (; labels_written < n; labels_written++) {
+        const label_t *l = labels[labels_written];
+        size_t len = strlen(l->text);
+        uint8_t buf[4096 + 3 * MT_VARINT_MAX], *p = buf;
+        p = mt_put_varint(p, labels_written);
+        p = mt_put_varint(p, len);
+        memcpy(p, l->text, len);
+        emit(MT_REC_LABEL, buf, (size_t)(p - buf) + len);
+    }
+}
+
+/* ---- stacks ---- */
+
+static const mt_stack_entry_t *gstack(uint32_t gid)
+{
+    return gstacks[gid / MT_STACK_BLOCK][gid % MT_STACK_BLOCK];
+}
+
+static bool gtable_grow(void)
+{
+    uint32_t nmask = gmask ? gmask * 2 + 1 : 4095;
+    uint32_t *slots = mt__os_map(((size_t)nmask + 1) * sizeof *slots);
+    if (!slots)
+        return false;
+    for (uint32_t i = 0; gslots && i <= gmask; i++) {
+        if (!gslots[i])
+            continue;
+        uint32_t j = (uint32_t)gstack(gslots[i] - 1)->hash & nmask;
+        while (slots[j])
+            j = (j + 1) & nmask;
+        slots[j] = gslots[i];
+    }
+    if (gslots)
+        munmap(gslots, ((size_t)gmask + 1) * sizeof *gslots);
+    gslots = slots;
+    gmask = nmask;
+    return true;
+}
+
+static void emit_stack(uint32_t gid, const mt_stack_entry_t *e)
+{
+    uint8_t buf[(3 + MT_MAX_DEPTH) * MT_VARINT_MAX], *p = buf;
+    p = mt_put_varint(p, gid);
+    p = mt_put_varint(p, e->epoch);
+    p = mt_put_varint(p, e->depth);
+    for (uint32_t i = 0; i < e->depth; i++) {
+        p = mt_put_varint(p, e->frames[i]);
+        if (!need_rescan && !mt__modules_known(e->frames[i]))
+            need_rescan = true;
+    }
+    emit(MT_REC_STACK, buf, (size_t)(p - buf));
+}
+
+/* Returns the global id of e, writing a STACK record the first time. */
+static uint32_t global_stack(const mt_stack_entry_t *e)
+{
+    if (!gslots || (gstack_count + 1) * 2 > gmask) {
+        if (!gtable_grow() && !gslots)
+            return UINT32_MAX;
+    }
+    uint32_t i = (uint32_t)e->hash & gmask;
+    for (; gslots[i]; i = (i + 1) & gmask) {
+        const mt_stack_entry_t *g = gstack(gslots[i] - 1);
+        if (g->hash == e->hash && g->depth == e->depth && g->epoch == e->epoch &&
+            !memcmp(g->frames, e->frames, e->depth * sizeof e->frames[0]))
+            return gslots[i] - 1;
+    }
+    uint32_t gid = gstack_count;
+    if (gid >= MT_STACK_BLOCK * MT_STACK_BLOCKS * 4)
+        return UINT32_MAX;
+    const mt_stack_entry_t ***block = &gstacks[gid / MT_STACK_BLOCK];
+    if (!*block && !(*block = mt__arena_alloc(&writer_arena, MT_STACK_BLOCK * sizeof(void *))))
+        return UINT32_MAX;
+    (*block)[gid % MT_STACK_BLOCK] = e;
+    gslots[i] = gid + 1;
+    gstack_count++;
+    emit_stack(gid, e);
+    return gid;
+}
+
+static void map_stacks(mt_ring_t *r)
+{
+    uint32_t n = atomic_load_explicit(&r->st_count, memory_order_acquire);
+    for (; r->w_mapped < n; r->w_mapped++) {
+        uint32_t id = r->w_mapped;
+        uint32_t **block = &r->w_map[id / MT_STACK_BLOCK];
+        if (!*block && !(*block = mt__arena_alloc(&writer_arena, MT_STACK_BLOCK * sizeof(uint32_t))))
+            return;
+        uint32_t gid = global_stack(mt__ring_stack(r, id));
+        (*block)[id % MT_STACK_BLOCK] = gid == UINT32_MAX ? 0 : gid + 1;
+    }
+}
+
+/* Returns the global id + 1 of ring-local stack id, 0 when unknown. */
+static uint32_t mapped(const mt_ring_t *r, uint32_t id)
+{
+    if (id >= r->w_mapped)
+        return 0;
+    return r->w_map[id / MT_STACK_BLOCK][id % MT_STACK_BLOCK];
+}
+
+/* ---- rings ---- */
+
+typedef struct pending_marker {
+    uint64_t seq, time;
+    uint32_t label;
+} pending_marker_t;
+
+static void drain(mt_ring_t *r)
+{
+    static pending_marker_t markers[256];
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t h = r->w_head;
+    uint32_t tid = atomic_load_explicit(&r->tid, memory_order_relaxed);
+    uint64_t lost = 0;
+    map_stacks(r);
+    while (t < h) {
+        uint64_t k = h - t < CHUNK_MAX_EVENTS ? h - t : CHUNK_MAX_EVENTS;
+        size_t nmarkers = 0;
+        out_reserve(MT_RECORD_HEADER_SIZE + 4 * MT_VARINT_MAX + k * EVENT_MAX_BYTES);
+        uint8_t *rec = out + out_len;
+        uint8_t *p = rec + MT_RECORD_HEADER_SIZE;
+        p = mt_put_varint(p, r->index);
+        p = mt_put_varint(p, tid);
+        uint8_t *count_at = p;
+        p += 5; /* the count, as a padded 5-byte varint, filled in below */
+        uint64_t prev_seq = r->slots[t & r->mask].seq;
+        uint64_t prev_ptr = 0;
+        uint32_t count = 0;
+        p = mt_put_varint(p, prev_seq);
+        for (uint64_t i = 0; i < k; i++) {
+            const mt_ring_event_t *ev = &r->slots[(t + i) & r->mask];
+            if (ev->op == MT_EV_MARKER_OP) {
+                if (nmarkers < sizeof markers / sizeof markers[0])
+                    markers[nmarkers++] = (pending_marker_t){
+                        ev->seq, ev->size > start_ns ? ev->size - start_ns : 0, (uint32_t)ev->ptr};
+                continue;
+            }
+            uint32_t gid = 0;
+            if (mt_op_allocates(ev->op) && !(gid = mapped(r, ev->stack))) {
+                lost++; /* its stack could not be stored */
+                continue;
+            }
+            *p++ = (uint8_t)ev->op;
+            p = mt_put_varint(p, ev->seq - prev_seq);
+            prev_seq = ev->seq;
+            if (mt_op_allocates(ev->op)) {
+                p = mt_put_varint(p, ev->size);
+                p = mt_put_varint(p, mt_zigzag((int64_t)(ev->ptr - prev_ptr)));
+                p = mt_put_varint(p, gid - 1);
+            } else {
+                p = mt_put_varint(p, mt_zigzag((int64_t)(ev->ptr - prev_ptr)));
+            }
+            prev_ptr = ev->ptr;
+            count++;
+        }
+        for (int b = 0; b < 5; b++)
+            count_at[b] = (uint8_t)(((count >> (7 * b)) & 0x7f) | (b < 4 ? 0x80 : 0));
+        if (count) {
+            rec[0] = MT_REC_CHUNK;
+            mt_put_u32(rec + 1, (uint32_t)(p - rec - MT_RECORD_HEADER_SIZE));
+            out_len += (size_t)(p - rec);
+            events_written += count;
+        }
+        for (size_t m = 0; m < nmarkers; m++)
+            emit_marker(markers[m].seq, markers[m].time, tid, markers[m].label);
+        t += k;
+        atomic_store_explicit(&r->tail, t, memory_order_release);
+    }
+    uint64_t dropped = atomic_load_explicit(&r->dropped, memory_order_relaxed) + lost;
+    if (lost)
+        atomic_fetch_add_explicit(&r->dropped, lost, memory_order_relaxed);
+    if (dropped != r->w_dropped) {
+        uint8_t buf[2 * MT_VARINT_MAX], *p = buf;
+        p = mt_put_varint(p, r->index);
+        p = mt_put_varint(p, dropped - r->w_dropped);
+        emit(MT_REC_LOST, buf, (size_t)(p - buf));
+        dropped_total += dropped - r->w_dropped;
+        r->w_dropped = dropped;
+    }
+    if (atomic_load_explicit(&r->state, memory_order_acquire) == MT_RING_EXITED &&
+        atomic_load_explicit(&r->head, memory_order_acquire) == t)
+        atomic_store_explicit(&r->state, MT_RING_FREE, memory_order_release);
+}
+
+static void round_once(void)
+{
+    uint64_t now = mt__os_now_ns();
+    for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next)
+        r->w_head = atomic_load_explicit(&r->head, memory_order_acquire);
+    mt__modules_emit(emit);
+    emit_labels();
+    uint32_t snaps = atomic_exchange_explicit(&snapshot_req, 0, memory_order_relaxed);
+    if (snaps) {
+        uint32_t l = mt__label_intern("signal");
+        emit_labels();
+        for (uint32_t i = 0; i < snaps && l != UINT32_MAX; i++)
+            emit_marker(atomic_fetch_add(&mt__seq, 1), now - start_ns, 0, l);
+    }
+    if (next_interval_ns && now >= next_interval_ns) {
+        uint32_t l = mt__label_intern("interval");
+        emit_labels();
+        if (l != UINT32_MAX)
+            emit_marker(atomic_fetch_add(&mt__seq, 1), now - start_ns, 0, l);
+        next_interval_ns = now + (uint64_t)mt__config.snapshot_interval_ms * 1000000ull;
+    }
+    for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next)
+        if (r->w_head != atomic_load_explicit(&r->tail, memory_order_relaxed) ||
+            atomic_load_explicit(&r->st_count, memory_order_relaxed) != r->w_mapped ||
+            atomic_load_explicit(&r->state, memory_order_relaxed) == MT_RING_EXITED ||
+            atomic_load_explicit(&r->dropped, memory_order_relaxed) != r->w_dropped)
+            drain(r);
+    emit_time();
+    out_flush();
+    if (need_rescan && now - last_rescan_ns > 50000000ull) {
+        need_rescan = false;
+        last_rescan_ns = now;
+        mt__modules_scan();
+    }
+}
+
+static void emit_end(void)
+{
+    uint8_t buf[5 * MT_VARINT_MAX], *p = buf;
+    p = mt_put_varint(p, atomic_load(&mt__seq));
+    p = mt_put_varint(p, now_rel());
+    p = mt_put_varint(p, events_written);
+    p = mt_put_varint(p, dropped_total);
+    p = mt_put_varint(p, gstack_count);
+    emit(MT_REC_END, buf, (size_t)(p - buf));
+}
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    mt__tls.busy = 2; /* the writer's own allocations are never recorded */
+    for (;;) {
+        uint32_t w = atomic_load_explicit(&wake_word, memory_order_acquire);
+        uint64_t req = atomic_load(&flush_req);
+        int stop = atomic_load(&stop_req);
+        round_once();
+        if (stop) {
+            /* A last pass for what producers pushed while the state changed. */
+            round_once();
+            emit_end();
+            out_flush();
+            close(out_fd);
+            out_fd = -1;
+            atomic_store(&running, 0);
+            atomic_store(&flush_done, req);
+            futex_wake((_Atomic uint32_t *)&flush_done);
+            return NULL;
+        }
+        atomic_store(&flush_done, req);
+        futex_wake((_Atomic uint32_t *)&flush_done);
+        if (write_failed) {
+            atomic_store(&running, 0);
+            return NULL;
+        }
+        if (atomic_load(&flush_req) != req || atomic_load(&stop_req))
+            continue;
+        uint64_t wait_ns = 10000000ull;
+        if (next_interval_ns) {
+            uint64_t now = mt__os_now_ns();
+            wait_ns = next_interval_ns > now && next_interval_ns - now < wait_ns ? next_interval_ns - now : (next_interval_ns > now ? wait_ns : 0);
+        }
+        if (wait_ns) {
+            struct timespec ts = {(time_t)(wait_ns / 1000000000ull), (long)(wait_ns % 1000000000ull)};
+            syscall(SYS_futex, &wake_word, FUTEX_WAIT_PRIVATE, w, &ts, NULL, 0);
+        }
+    }
+}
+
+void mt__writer_flush(bool final, unsigned timeout_ms)
+{
+    if (!atomic_load(&running) || mt__writer_is_self())
+        return;
+    if (final) {
+        atomic_store(&mt__state, MT_STATE_DONE);
+        atomic_store(&stop_req, 1);
+    }
+    uint64_t req = atomic_fetch_add(&flush_req, 1) + 1;
+    mt__writer_wake();
+    uint64_t deadline = mt__os_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    for (;;) {
+        uint64_t done = atomic_load(&flush_done);
+        if (done >= req)
+            break;
+        uint64_t now = mt__os_now_ns();
+        if (now >= deadline)
+            break;
+        struct timespec ts = {0, 5000000};
+        /* flush_done's low word changes with every round: wait on it. */
+        syscall(SYS_futex, &flush_done, FUTEX_WAIT_PRIVATE, (uint32_t)done, &ts, NULL, 0);
+    }
+}
+
+/* ---- start ---- */
+
+static size_t read_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t n = 0;
+    if (fd < 0)
+        return 0;
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    return n;
+}
+
+static void append(char *dst, size_t cap, size_t *n, const char *s)
+{
+    while (*s && *n + 1 < cap)
+        dst[(*n)++] = *s++;
+    dst[*n] = '\0';
+}
+
+/* Expands %p (pid), %e (executable name) and %% in the configured output. */
+static void expand_output(char *dst, size_t cap, const char *exe)
+{
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    size_t n = 0;
+    char num[24], one[2] = {0, 0};
+    dst[0] = '\0';
+    for (const char *s = mt__config.output; *s; s++) {
+        if (s[0] == '%' && s[1] == 'p') {
+            append(dst, cap, &n, mt__os_utoa((uint64_t)mt__pid, num));
+            s++;
+        } else if (s[0] == '%' && s[1] == 'e') {
+            append(dst, cap, &n, *base ? base : "unknown");
+            s++;
+        } else if (s[0] == '%' && s[1] == '%') {
+            append(dst, cap, &n, "%");
+            s++;
+        } else {
+            one[0] = *s;
+            append(dst, cap, &n, one);
+        }
+    }
+}
+
+/* Creates the trace file, never overwriting: an existing name gets a number
+ * before its .mtrace extension. Returns the fd or -errno. */
+static int create_output(const char *exe)
+{
+    char base[sizeof out_path];
+    expand_output(base, sizeof base, exe);
+    size_t len = strlen(base);
+    size_t ext = len >= 7 && !strcmp(base + len - 7, ".mtrace") ? len - 7 : len;
+    for (unsigned i = 0; i < 1000; i++) {
+        if (i == 0) {
+            memcpy(out_path, base, len + 1);
+        } else {
+            char num[24];
+            size_t n = 0;
+            out_path[0] = '\0';
+            memcpy(out_path, base, ext);
+            out_path[ext] = '\0';
+            n = ext;
+            append(out_path, sizeof out_path, &n, ".");
+            append(out_path, sizeof out_path, &n, mt__os_utoa(i, num));
+            append(out_path, sizeof out_path, &n, base + ext);
+        }
+        int fd = mt__os_open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd != -EEXIST)
+            return fd;
+    }
+    return -EEXIST;
+}
+
+static int write_header(bool forked, uint64_t fork_seq, const char *exe, size_t exe_len)
+{
+    static char cmd[8192];
+    size_t cmd_len = read_file("/proc/self/cmdline", cmd, sizeof cmd);
+    while (cmd_len && cmd[cmd_len - 1] == '\0')
+        cmd_len--;
+    mt_trace_header_t h;
+    struct timespec rt;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, MT_TRACE_MAGIC, MT_TRACE_MAGIC_LEN);
+    clock_gettime(CLOCK_REALTIME, &rt);
+    h.version = MT_TRACE_VERSION;
+    h.pid = (uint64_t)mt__pid;
+    h.ppid = (uint64_t)getppid();
+    h.start_realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+    h.fork_seq = fork_seq;
+    h.flags = forked ? MT_TRACE_F_FORKED : 0;
+    h.depth = mt__config.depth;
+    uint8_t *p = out + sizeof h;
+    p = mt_put_varint(p, exe_len);
+    memcpy(p, exe, exe_len);
+    p += exe_len;
+    p = mt_put_varint(p, cmd_len);
+    memcpy(p, cmd, cmd_len);
+    p += cmd_len;
+    h.header_size = (uint32_t)(p - out);
+    memcpy(out, &h, sizeof h);
+    out_len = h.header_size;
+    int rc = mt__os_write_all(out_fd, out, out_len);
+    out_len = 0;
+    return rc;
+}
+
+int mt__writer_start(bool forked, uint64_t fork_seq)
+{
+    static char exe[4096];
+    ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    int rc;
+    if (exe_len < 0)
+        exe_len = 0;
+    exe[exe_len] = '\0';
+    if (!out && !(out = mt__os_map(OUT_CAP)))
+        return -ENOMEM;
+    out_len = 0;
+    write_failed = false;
+    start_ns = mt__os_now_ns();
+    rc = create_output(exe);
+    if (rc < 0) {
+        mt__say3("cannot create the trace file ", out_path[0] ? out_path : mt__config.output,
+                 "; the program runs unprofiled");
+        mt__say3("  reason: ", strerrordesc_np(-rc) ? strerrordesc_np(-rc) : "unknown error", "");
+        return rc;
+    }
+    out_fd = rc;
+    rc = write_header(forked, fork_seq, exe, (size_t)exe_len);
+    if (rc < 0)
+        goto fail;
+    if (mt__config.snapshot_interval_ms)
+        next_interval_ns = start_ns + (uint64_t)mt__config.snapshot_interval_ms * 1000000ull;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    atomic_store(&running, 1);
+    atomic_store(&stop_req, 0);
+    rc = -pthread_create(&writer_thread, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0) {
+        atomic_store(&running, 0);
+        goto fail;
+    }
+    return 0;
+fail:
+    mt__say3("cannot start recording into ", out_path, "; the program runs unprofiled");
+    close(out_fd);
+    unlink(out_path);
+    out_fd = -1;
+    return rc;
+}
+
+void mt__writer_after_fork(void)
+{
+    /* The parent's writer thread does not exist here, and its file belongs
+     * to the parent: forget both without closing anything shared. */
+    if (out_fd >= 0)
+        close(out_fd);
+    out_fd = -1;
+    atomic_store(&running, 0);
+    atomic_store(&stop_req, 0);
+    atomic_store(&flush_req, 0);
+    atomic_store(&flush_done, 0);
+    atomic_store(&snapshot_req, 0);
+    atomic_store(&label_lock, 0);
+    out_len = 0;
+    events_written = dropped_total = 0;
+    labels_written = 0;
+    gstack_count = 0;
+    if (gslots)
+        memset(gslots, 0, ((size_t)gmask + 1) * sizeof *gslots);
+    need_rescan = false;
+}

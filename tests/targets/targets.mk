@@ -1,0 +1,4 @@
+# targets.mk - per-target extra flags and libraries for tests/targets/*.
+# TARGET_EXTRA_<name> adds compiler flags, TARGET_LIBS_<name> libraries.
+TARGET_LIBS_jemalloc_user := -ljemalloc
+TARGET_LIBS_plugin_host := -ldl
