@@ -37,6 +37,7 @@ static _Atomic int lock_word;
 static module_t *modules[MAX_MODULES];
 static uint32_t nmodules;
 static _Atomic int dirty;
+static _Atomic int scan_pending;
 static mt_arena_t arena;
 static char exe_path[4096];
 
@@ -131,9 +132,9 @@ static int scan_one(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
-void mt__modules_scan(void)
+/* Scans with the module lock held. */
+static void scan_locked(void)
 {
-    lock();
     if (!exe_path[0]) {
         ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
         exe_path[n > 0 ? n : 0] = '\0';
@@ -154,10 +155,23 @@ void mt__modules_scan(void)
     if (unloaded) {
         atomic_store(&mt__epoch, epoch);
         atomic_store(&dirty, 1);
-    }
-    unlock();
-    if (unloaded)
         mt__unwind_flush();
+    }
+}
+
+/* A scanner never waits for the module lock: dl_iterate_phdr takes the
+ * loader lock, and a thread inside dlopen (holding the loader lock) may be
+ * scanning too. Whoever holds the lock scans again for those who could not. */
+void mt__modules_scan(void)
+{
+    atomic_store(&scan_pending, 1);
+    while (atomic_load(&scan_pending)) {
+        if (atomic_exchange_explicit(&lock_word, 1, memory_order_acquire))
+            return;
+        atomic_store(&scan_pending, 0);
+        scan_locked();
+        unlock();
+    }
 }
 
 void mt__modules_emit(void (*emit)(uint8_t type, const uint8_t *payload, size_t n))
