@@ -139,6 +139,90 @@ const mt_module_t *mt__trace_module_for(const mt_trace_t *t, uint64_t addr, uint
 /* Returns the name of an op ("malloc", "operator delete", ...) or "?". */
 const char *mt__op_name(unsigned op);
 
+/* Raw records in file order, for `memtrack dump`: each record is validated on
+ * its own, not against the others (mt__trace_open does that). */
+
+/* One record as stored, fields in the order of the table in mt_trace.h.
+ * Strings are not NUL-terminated; they and the frames point into the iterator
+ * and stay valid until its next call. For a CHUNK, the events follow through
+ * mt__record_event. */
+typedef struct mt_record {
+    uint64_t offset; /* file offset of the record header */
+    uint8_t type;    /* mt_record_type_t */
+    uint32_t length; /* payload bytes */
+    union {
+        struct {
+            uint64_t id, load_epoch, base, start, end;
+            const char *path;
+            size_t path_len;
+            const uint8_t *build_id;
+            size_t build_id_len;
+        } module;
+        struct {
+            uint64_t module_id, epoch;
+        } unload;
+        struct {
+            uint64_t id, epoch;
+            uint32_t depth;
+            const uint64_t *frames;
+        } stack;
+        struct {
+            uint64_t id;
+            const char *text;
+            size_t text_len;
+        } label;
+        struct {
+            uint64_t seq, time_ns;
+            uint32_t tid, label;
+        } marker;
+        struct {
+            uint64_t seq, time_ns;
+        } time;
+        struct {
+            uint64_t stream;
+            uint32_t tid;
+            uint64_t count, first_seq;
+        } chunk;
+        struct {
+            uint64_t stream, count;
+        } lost;
+        struct {
+            uint64_t last_seq, time_ns, events, dropped, stacks;
+        } end;
+    } u;
+} mt_record_t;
+
+typedef struct mt_record_iter mt_record_iter_t;
+
+/* Opens a trace for reading its records one by one and reads its header.
+ * Returns 0 and sets *out (free it with mt__record_close), or a negative code
+ * with *out NULL and the message (naming the file) copied into err. */
+int mt__record_open(const char *path, mt_record_iter_t **out, char *err, size_t errlen);
+
+/* Returns the header fields (path, version, pid, exe, command, ...); truncated
+ * and truncated_at are set once mt__record_next met a record cut by the end of
+ * the file. The counters and tables are not filled. */
+const mt_trace_info_t *mt__record_header(const mt_record_iter_t *it);
+
+/* Reads the next record into rec. Returns 1 for a record, 0 at the end of the
+ * file or at a record cut by it, or a negative code for a malformed record
+ * (message in mt__record_error). */
+int mt__record_next(mt_record_iter_t *it, mt_record_t *rec);
+
+/* After a CHUNK record, stores its next event in *ev as written (stack is the
+ * file's stack id, tid the chunk's). Returns 1 for an event, 0 after the last
+ * one, or a negative code when the events are malformed. */
+int mt__record_event(mt_record_iter_t *it, mt_event_t *ev);
+
+/* Returns the message of the iterator's last failure, naming file and offset. */
+const char *mt__record_error(const mt_record_iter_t *it);
+
+/* Closes the iterator and frees what it owns. NULL is allowed. */
+void mt__record_close(mt_record_iter_t *it);
+
+/* Returns the name of a record type ("MODULE", "CHUNK", ...) or NULL. */
+const char *mt__record_name(unsigned type);
+
 /* ---- symbols.c: addresses to function, file, line, with libdw ---- */
 
 /* One source-level frame. An address can expand to several when calls were

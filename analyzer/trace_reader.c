@@ -1,0 +1,1621 @@
+/* trace_reader.c - reads memtrack trace files: the only code that parses them.
+ *
+ * A trace is read in two passes. The first (mt__trace_open) walks the records
+ * once through a large read buffer: it keeps the small records (modules,
+ * stacks, labels, markers, time points) and, for every CHUNK, only its small
+ * header and where its events lie, grouped by stream; event payloads are
+ * skipped, never decoded. The second pass (mt__trace_next) merges the streams
+ * by sequence number with a min-heap of per-stream cursors, each reading its
+ * stream's chunks in file order with pread into a buffer of its own, and
+ * merges the markers in as well. Memory follows the number of streams,
+ * chunks, stacks and modules, never the number of events.
+ *
+ * Stack ids in the file are mapped to dense indices in order of definition,
+ * so that an event's stack is always below info->nstacks. The writer assigns
+ * ids 0, 1, 2... in order, so the indices normally equal the ids.
+ *
+ * The same record parser serves `memtrack dump` through the raw record
+ * iterator (mt__record_*): it validates each record on its own but not the
+ * links between records (an UNLOAD of an unknown module, an undefined stack),
+ * which only the trace as a whole can judge.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* A deeper stack than this can only be corruption. */
+#define STACK_MAX_DEPTH 1024
+#define READ_BUF_SIZE (1u << 20)
+/* Room for a path of PATH_MAX bytes and the message after it. */
+#define ERR_MAX 4352
+/* A CHUNK's own header: four varints. */
+#define CHUNK_HEAD_MAX (4 * MT_VARINT_MAX)
+/* The smallest event: a freeing op, a seq delta and a pointer delta. */
+#define EVENT_MIN_BYTES 3
+#define NONE UINT32_MAX
+
+_Static_assert(offsetof(mt_marker_t, seq) == 0, "markers are sorted by their leading seq");
+
+/* ---- small helpers ---- */
+
+__attribute__((format(printf, 4, 5)))
+static int errorf(char *err, const char *path, int code, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    n = snprintf(err, ERR_MAX, "%s: ", path);
+    if (n < 0 || (size_t)n >= ERR_MAX)
+        n = 0;
+    va_start(ap, fmt);
+    vsnprintf(err + n, ERR_MAX - (size_t)n, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void copy_error(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+/* Returns arr, or a larger copy of it, with room for need elements of size
+ * bytes; NULL when out of memory, arr then still being valid. */
+static void *grow(void *arr, size_t *cap, size_t need, size_t size)
+{
+    size_t ncap = *cap ? *cap : 16, bytes;
+    void *p;
+
+    if (need <= *cap)
+        return arr;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2)
+            return NULL;
+        ncap *= 2;
+    }
+    if (__builtin_mul_overflow(ncap, size, &bytes))
+        return NULL;
+    p = realloc(arr, bytes);
+    if (!p)
+        return NULL;
+    *cap = ncap;
+    return p;
+}
+
+static const char *varint_fault(const uint8_t *p, const uint8_t *end)
+{
+    for (int i = 0; i < MT_VARINT_MAX; i++) {
+        if (p + i >= end)
+            return "runs past the end of the record";
+        if (!(p[i] & 0x80))
+            break;
+    }
+    return "is longer than 64 bits";
+}
+
+static bool op_known(unsigned op)
+{
+    switch (op) {
+#define OP_CASE(name, value, frees, allocates, fn) case value:
+        MT_OP_MAP(OP_CASE)
+#undef OP_CASE
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Returns the name of an op ("malloc", "operator delete", ...), "marker" for
+ * MT_EV_MARKER, or "?" for a value the format does not define. */
+const char *mt__op_name(unsigned op)
+{
+    switch (op) {
+#define OP_NAME(name, value, frees, allocates, fn) \
+    case value:                                    \
+        return fn;
+        MT_OP_MAP(OP_NAME)
+#undef OP_NAME
+    case MT_EV_MARKER:
+        return "marker";
+    default:
+        return "?";
+    }
+}
+
+/* Returns the name of a record type ("MODULE", "CHUNK", ...), or NULL for a
+ * type the format does not define. */
+const char *mt__record_name(unsigned type)
+{
+    switch (type) {
+#define REC_NAME(name, value) \
+    case value:               \
+        return #name;
+        MT_RECORD_MAP(REC_NAME)
+#undef REC_NAME
+    default:
+        return NULL;
+    }
+}
+
+/* ---- id maps: open addressing, uint64_t key to uint32_t index ---- */
+
+typedef struct idmap {
+    uint64_t *keys;
+    uint32_t *vals; /* NONE in an empty slot */
+    size_t cap;     /* 0 or a power of two */
+    size_t n;
+} idmap_t;
+
+static size_t idmap_slot(const idmap_t *m, uint64_t key)
+{
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h ^ (h >> 29)) & (m->cap - 1);
+}
+
+static bool idmap_get(const idmap_t *m, uint64_t key, uint32_t *val)
+{
+    if (!m->cap)
+        return false;
+    for (size_t i = idmap_slot(m, key);; i = (i + 1) & (m->cap - 1)) {
+        if (m->vals[i] == NONE)
+            return false;
+        if (m->keys[i] == key) {
+            *val = m->vals[i];
+            return true;
+        }
+    }
+}
+
+static void idmap_insert(idmap_t *m, uint64_t key, uint32_t val)
+{
+    size_t i = idmap_slot(m, key);
+
+    while (m->vals[i] != NONE && m->keys[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    if (m->vals[i] == NONE)
+        m->n++;
+    m->keys[i] = key;
+    m->vals[i] = val;
+}
+
+/* Maps key to val, replacing any previous value. */
+static int idmap_put(idmap_t *m, uint64_t key, uint32_t val)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        idmap_t bigger = {0};
+        bigger.cap = m->cap ? m->cap * 2 : 64;
+        if (bigger.cap > SIZE_MAX / sizeof(uint64_t))
+            return -ENOMEM;
+        bigger.keys = malloc(bigger.cap * sizeof *bigger.keys);
+        bigger.vals = malloc(bigger.cap * sizeof *bigger.vals);
+        if (!bigger.keys || !bigger.vals) {
+            free(bigger.keys);
+            free(bigger.vals);
+            return -ENOMEM;
+        }
+        memset(bigger.vals, 0xff, bigger.cap * sizeof *bigger.vals);
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->vals[i] != NONE)
+                idmap_insert(&bigger, m->keys[i], m->vals[i]);
+        free(m->keys);
+        free(m->vals);
+        *m = bigger;
+    }
+    idmap_insert(m, key, val);
+    return 0;
+}
+
+static void idmap_free(idmap_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- event decoding, shared by both passes ---- */
+
+typedef struct chunk_dec {
+    const uint8_t *p, *end; /* the undecoded events */
+    const uint8_t *base;    /* the first event byte, at file offset base_off */
+    uint64_t base_off;
+    uint64_t remaining;     /* events still to decode */
+    uint64_t seq, ptr;      /* the previous event's, for the deltas */
+} chunk_dec_t;
+
+static const uint8_t no_bytes[1];
+
+static void dec_start(chunk_dec_t *d, const uint8_t *events, uint32_t len, uint64_t off,
+                      uint64_t count, uint64_t first_seq)
+{
+    d->base = d->p = len ? events : no_bytes;
+    d->end = d->p + len;
+    d->base_off = off;
+    d->remaining = count;
+    d->seq = first_seq;
+    d->ptr = 0;
+}
+
+static uint64_t dec_offset(const chunk_dec_t *d)
+{
+    return d->base_off + (uint64_t)(d->p - d->base);
+}
+
+/* Decodes the next event of a chunk into ev (op, seq, ptr, size, stack as
+ * written; tid and label left 0). The caller checked remaining > 0. */
+static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
+{
+    uint64_t off = dec_offset(d), delta, size = 0, zptr, stack = 0;
+    const uint8_t *q;
+    unsigned op;
+
+    if (d->p >= d->end)
+        return errorf(err, path, -EINVAL,
+                      "offset %" PRIu64 ": chunk ends with %" PRIu64
+                      " of its events missing (fewer events than its count)",
+                      off, d->remaining);
+    op = *d->p++;
+    if (!op_known(op))
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": unknown event op %u", off, op);
+    q = d->p;
+    if (mt_get_varint(&d->p, d->end, &delta))
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq delta %s", off,
+                      mt__op_name(op), varint_fault(q, d->end));
+    if (delta > UINT64_MAX - d->seq)
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", off,
+                      mt__op_name(op));
+    if (mt_op_allocates(op)) {
+        q = d->p;
+        if (mt_get_varint(&d->p, d->end, &size))
+            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: size %s", off,
+                          mt__op_name(op), varint_fault(q, d->end));
+    }
+    q = d->p;
+    if (mt_get_varint(&d->p, d->end, &zptr))
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: pointer delta %s", off,
+                      mt__op_name(op), varint_fault(q, d->end));
+    if (mt_op_allocates(op)) {
+        q = d->p;
+        if (mt_get_varint(&d->p, d->end, &stack))
+            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: stack id %s", off,
+                          mt__op_name(op), varint_fault(q, d->end));
+        if (stack > UINT32_MAX)
+            return errorf(err, path, -EINVAL,
+                          "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range",
+                          off, mt__op_name(op), stack);
+    }
+    d->seq += delta;
+    d->ptr += (uint64_t)mt_unzigzag(zptr);
+    d->remaining--;
+    memset(ev, 0, sizeof *ev);
+    ev->seq = d->seq;
+    ev->ptr = d->ptr;
+    ev->size = size;
+    ev->stack = (uint32_t)stack;
+    ev->op = (uint8_t)op;
+    return 0;
+}
+
+/* ---- the raw record iterator ---- */
+
+struct mt_record_iter {
+    char *path;
+    int fd;
+    uint64_t size;    /* file size at open */
+    uint8_t *buf;     /* holds file bytes [buf_off, buf_off + len) */
+    size_t cap, len;
+    uint64_t buf_off;
+    uint64_t off;     /* the next record */
+    int failed;
+    bool done;
+    mt_trace_info_t info;
+    char *exe, *command;
+    /* The last CHUNK record: where its events are. */
+    bool in_chunk, chunk_loaded;
+    uint64_t chunk_off, events_off, count, first_seq;
+    uint32_t events_len;
+    chunk_dec_t dec;
+    uint64_t frames[STACK_MAX_DEPTH];
+    char err[ERR_MAX];
+};
+
+/* Makes bytes [off, off + n) of the file available in it->buf and points *out
+ * at them, until the next call. The caller checked that they lie inside the
+ * file. Reads ahead as much as the buffer holds. */
+static int window(mt_record_iter_t *it, uint64_t off, size_t n, const uint8_t **out)
+{
+    size_t keep = 0, want;
+
+    if (off >= it->buf_off && off - it->buf_off <= it->len &&
+        n <= it->len - (size_t)(off - it->buf_off)) {
+        *out = it->buf + (off - it->buf_off);
+        return 0;
+    }
+    if (n > it->cap) {
+        uint8_t *p = realloc(it->buf, n);
+        if (!p)
+            return errorf(it->err, it->path, -ENOMEM,
+                          "offset %" PRIu64 ": out of memory reading %zu bytes", off, n);
+        it->buf = p;
+        it->cap = n;
+    }
+    if (off >= it->buf_off && off - it->buf_off < it->len) {
+        keep = it->len - (size_t)(off - it->buf_off);
+        memmove(it->buf, it->buf + (off - it->buf_off), keep);
+    }
+    it->buf_off = off;
+    it->len = keep;
+    want = it->size - off < it->cap ? (size_t)(it->size - off) : it->cap;
+    while (it->len < want) {
+        ssize_t r = pread(it->fd, it->buf + it->len, want - it->len, (off_t)(off + it->len));
+        if (r < 0) {
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            return errorf(it->err, it->path, -e, "offset %" PRIu64 ": %s", off + it->len,
+                          strerror(e));
+        }
+        if (r == 0)
+            break;
+        it->len += (size_t)r;
+    }
+    if (it->len < n)
+        return errorf(it->err, it->path, -EIO,
+                      "offset %" PRIu64 ": the file became shorter while being read",
+                      off + it->len);
+    *out = it->buf;
+    return 0;
+}
+
+/* A cursor over the fields of one record (or of the header). */
+typedef struct fields {
+    const uint8_t *p, *end;
+    mt_record_iter_t *it;
+    uint64_t off;     /* the record, for messages */
+    const char *what; /* "MODULE record", "header" */
+} fields_t;
+
+__attribute__((format(printf, 2, 3)))
+static int bad(fields_t *f, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return errorf(f->it->err, f->it->path, -EINVAL, "offset %" PRIu64 ": %s: %s", f->off,
+                  f->what, msg);
+}
+
+static int field(fields_t *f, const char *name, uint64_t *out)
+{
+    const uint8_t *q = f->p;
+
+    if (mt_get_varint(&f->p, f->end, out) == 0)
+        return 0;
+    return bad(f, "%s %s", name, varint_fault(q, f->end));
+}
+
+static int field_u32(fields_t *f, const char *name, uint32_t *out)
+{
+    uint64_t v;
+    int r = field(f, name, &v);
+
+    if (r)
+        return r;
+    if (v > UINT32_MAX)
+        return bad(f, "%s %" PRIu64 " is out of range", name, v);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int field_str(fields_t *f, const char *name, const uint8_t **s, size_t *len)
+{
+    uint64_t n;
+    int r = field(f, name, &n);
+
+    if (r)
+        return r;
+    if (n > (uint64_t)(f->end - f->p))
+        return bad(f, "%s length %" PRIu64 " runs past the end (%zu bytes left)", name, n,
+                   (size_t)(f->end - f->p));
+    *s = f->p;
+    *len = (size_t)n;
+    f->p += n;
+    return 0;
+}
+
+static int fields_done(fields_t *f)
+{
+    if (f->p != f->end)
+        return bad(f, "%zu unexpected bytes after the last field", (size_t)(f->end - f->p));
+    return 0;
+}
+
+/* Parses the payload of rec (type and length set) from f: the whole payload,
+ * or for a CHUNK its first CHUNK_HEAD_MAX bytes at most. */
+static int parse_record(mt_record_iter_t *it, fields_t *f, mt_record_t *rec, uint64_t payload_off)
+{
+    const uint8_t *s, *start = f->p;
+    size_t n;
+    int r = 0;
+
+    switch (rec->type) {
+    case MT_REC_MODULE:
+        if ((r = field(f, "id", &rec->u.module.id)) ||
+            (r = field(f, "load_epoch", &rec->u.module.load_epoch)) ||
+            (r = field(f, "base", &rec->u.module.base)) ||
+            (r = field(f, "start", &rec->u.module.start)) ||
+            (r = field(f, "end", &rec->u.module.end)))
+            return r;
+        if ((r = field_str(f, "path", &s, &n)))
+            return r;
+        rec->u.module.path = (const char *)s;
+        rec->u.module.path_len = n;
+        if ((r = field_str(f, "build_id", &s, &n)))
+            return r;
+        rec->u.module.build_id = s;
+        rec->u.module.build_id_len = n;
+        if (rec->u.module.start > rec->u.module.end)
+            return bad(f, "start 0x%" PRIx64 " is above end 0x%" PRIx64, rec->u.module.start,
+                       rec->u.module.end);
+        return fields_done(f);
+    case MT_REC_UNLOAD:
+        if ((r = field(f, "module_id", &rec->u.unload.module_id)) ||
+            (r = field(f, "epoch", &rec->u.unload.epoch)))
+            return r;
+        return fields_done(f);
+    case MT_REC_STACK: {
+        uint64_t id, depth;
+        if ((r = field(f, "id", &id)) || (r = field(f, "epoch", &rec->u.stack.epoch)) ||
+            (r = field(f, "depth", &depth)))
+            return r;
+        if (id > UINT32_MAX)
+            return bad(f, "id %" PRIu64 " is out of range", id);
+        if (depth > STACK_MAX_DEPTH)
+            return bad(f, "depth %" PRIu64 " exceeds %d", depth, STACK_MAX_DEPTH);
+        if (depth > (uint64_t)(f->end - f->p))
+            return bad(f, "depth %" PRIu64 " does not fit in the %zu bytes left", depth,
+                       (size_t)(f->end - f->p));
+        for (uint64_t i = 0; i < depth; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "frame %" PRIu64, i);
+            if ((r = field(f, name, &it->frames[i])))
+                return r;
+        }
+        rec->u.stack.id = id;
+        rec->u.stack.depth = (uint32_t)depth;
+        rec->u.stack.frames = it->frames;
+        return fields_done(f);
+    }
+    case MT_REC_LABEL:
+        if ((r = field(f, "id", &rec->u.label.id)))
+            return r;
+        if (rec->u.label.id > UINT32_MAX)
+            return bad(f, "id %" PRIu64 " is out of range", rec->u.label.id);
+        if ((r = field_str(f, "text", &s, &n)))
+            return r;
+        rec->u.label.text = (const char *)s;
+        rec->u.label.text_len = n;
+        return fields_done(f);
+    case MT_REC_MARKER:
+        if ((r = field(f, "seq", &rec->u.marker.seq)) ||
+            (r = field(f, "time_ns", &rec->u.marker.time_ns)) ||
+            (r = field_u32(f, "tid", &rec->u.marker.tid)) ||
+            (r = field_u32(f, "label", &rec->u.marker.label)))
+            return r;
+        return fields_done(f);
+    case MT_REC_TIME:
+        if ((r = field(f, "seq", &rec->u.time.seq)) ||
+            (r = field(f, "time_ns", &rec->u.time.time_ns)))
+            return r;
+        return fields_done(f);
+    case MT_REC_CHUNK: {
+        uint64_t head, events_len;
+        if ((r = field(f, "stream", &rec->u.chunk.stream)) ||
+            (r = field_u32(f, "tid", &rec->u.chunk.tid)) ||
+            (r = field(f, "count", &rec->u.chunk.count)) ||
+            (r = field(f, "first_seq", &rec->u.chunk.first_seq)))
+            return r;
+        head = (uint64_t)(f->p - start);
+        events_len = rec->length - head;
+        if (rec->u.chunk.count > events_len / EVENT_MIN_BYTES)
+            return bad(f, "count %" PRIu64 " events cannot fit in %" PRIu64 " bytes",
+                       rec->u.chunk.count, events_len);
+        if (rec->u.chunk.count == 0 && events_len)
+            return bad(f, "%" PRIu64 " bytes of events but a count of 0", events_len);
+        it->in_chunk = true;
+        it->chunk_loaded = false;
+        it->chunk_off = rec->offset;
+        it->events_off = payload_off + head;
+        it->events_len = (uint32_t)events_len;
+        it->count = rec->u.chunk.count;
+        it->first_seq = rec->u.chunk.first_seq;
+        return 0;
+    }
+    case MT_REC_LOST:
+        if ((r = field(f, "stream", &rec->u.lost.stream)) ||
+            (r = field(f, "count", &rec->u.lost.count)))
+            return r;
+        return fields_done(f);
+    case MT_REC_END:
+        if ((r = field(f, "last_seq", &rec->u.end.last_seq)) ||
+            (r = field(f, "time_ns", &rec->u.end.time_ns)) ||
+            (r = field(f, "events", &rec->u.end.events)) ||
+            (r = field(f, "dropped", &rec->u.end.dropped)) ||
+            (r = field(f, "stacks", &rec->u.end.stacks)))
+            return r;
+        return fields_done(f);
+    default:
+        return bad(f, "unknown record type");
+    }
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)mt_get_u32(p) | (uint64_t)mt_get_u32(p + 4) << 32;
+}
+
+/* Joins NUL-separated arguments with spaces; a final NUL ends the last one. */
+static char *join_args(const uint8_t *s, size_t n)
+{
+    char *out;
+
+    if (n && s[n - 1] == '\0')
+        n--;
+    out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = s[i] ? (char)s[i] : ' ';
+    out[n] = '\0';
+    return out;
+}
+
+static int read_header(mt_record_iter_t *it)
+{
+    const uint8_t *h, *s;
+    uint32_t version, hsize;
+    size_t n, len;
+    fields_t f;
+    int r;
+
+    if (it->size == 0)
+        return errorf(it->err, it->path, -EINVAL, "empty file, not a memtrack trace");
+    n = it->size < sizeof(mt_trace_header_t) ? (size_t)it->size : sizeof(mt_trace_header_t);
+    if ((r = window(it, 0, n, &h)))
+        return r;
+    if (n < MT_TRACE_MAGIC_LEN || memcmp(h, MT_TRACE_MAGIC, MT_TRACE_MAGIC_LEN))
+        return errorf(it->err, it->path, -EINVAL, "not a memtrack trace (bad magic)");
+    if (n < sizeof(mt_trace_header_t))
+        return errorf(it->err, it->path, -EINVAL,
+                      "the file ends inside the trace header (%zu of %zu bytes)", n,
+                      sizeof(mt_trace_header_t));
+    version = mt_get_u32(h + offsetof(mt_trace_header_t, version));
+    if (version > MT_TRACE_VERSION)
+        return errorf(it->err, it->path, -EINVAL,
+                      "trace format version %" PRIu32
+                      " is newer than this memtrack supports (%u)",
+                      version, MT_TRACE_VERSION);
+    if (version == 0)
+        return errorf(it->err, it->path, -EINVAL, "offset %zu: trace format version 0 is not valid",
+                      offsetof(mt_trace_header_t, version));
+    hsize = mt_get_u32(h + offsetof(mt_trace_header_t, header_size));
+    if (hsize < sizeof(mt_trace_header_t) + 2 || hsize > MT_RECORD_MAX_PAYLOAD)
+        return errorf(it->err, it->path, -EINVAL, "offset %zu: header size %" PRIu32 " is not valid",
+                      offsetof(mt_trace_header_t, header_size), hsize);
+    if (hsize > it->size)
+        return errorf(it->err, it->path, -EINVAL,
+                      "the file ends inside the trace header (%" PRIu64 " of %" PRIu32 " bytes)",
+                      it->size, hsize);
+    it->info.path = it->path;
+    it->info.version = version;
+    it->info.pid = get_u64(h + offsetof(mt_trace_header_t, pid));
+    it->info.ppid = get_u64(h + offsetof(mt_trace_header_t, ppid));
+    it->info.start_realtime_ns = get_u64(h + offsetof(mt_trace_header_t, start_realtime_ns));
+    it->info.fork_seq = get_u64(h + offsetof(mt_trace_header_t, fork_seq));
+    it->info.flags = mt_get_u32(h + offsetof(mt_trace_header_t, flags));
+    it->info.depth = mt_get_u32(h + offsetof(mt_trace_header_t, depth));
+    it->info.sample_bytes = get_u64(h + offsetof(mt_trace_header_t, sample_bytes));
+
+    n = hsize - sizeof(mt_trace_header_t);
+    if ((r = window(it, sizeof(mt_trace_header_t), n, &h)))
+        return r;
+    f = (fields_t){h, h + n, it, sizeof(mt_trace_header_t), "header"};
+    if ((r = field_str(&f, "exe_path", &s, &len)))
+        return r;
+    it->exe = strndup((const char *)s, len);
+    if ((r = field_str(&f, "cmdline", &s, &len)))
+        return r;
+    it->command = join_args(s, len);
+    if (!it->exe || !it->command)
+        return errorf(it->err, it->path, -ENOMEM, "out of memory");
+    it->info.exe = it->exe;
+    it->info.command = it->command;
+    it->off = hsize;
+    return 0;
+}
+
+/* Opens a trace for reading its records one by one in file order and reads
+ * its header. Returns 0 and sets *out (free it with mt__record_close), or a
+ * negative code with *out NULL and the message (naming the file) in err. */
+int mt__record_open(const char *path, mt_record_iter_t **out, char *err, size_t errlen)
+{
+    mt_record_iter_t *it;
+    struct stat st;
+    int r;
+
+    *out = NULL;
+    it = calloc(1, sizeof *it);
+    if (!it) {
+        copy_error(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    it->fd = -1;
+    it->path = strdup(path);
+    it->buf = malloc(READ_BUF_SIZE);
+    if (!it->path || !it->buf) {
+        r = errorf(it->err, path, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    it->cap = READ_BUF_SIZE;
+    it->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (it->fd < 0 || fstat(it->fd, &st)) {
+        int e = errno;
+        r = errorf(it->err, path, -e, "%s", strerror(e));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = errorf(it->err, path, -EINVAL, "not a regular file");
+        goto fail;
+    }
+    it->size = (uint64_t)st.st_size;
+    if ((r = read_header(it)))
+        goto fail;
+    *out = it;
+    return 0;
+fail:
+    copy_error(err, errlen, it->err);
+    mt__record_close(it);
+    return r;
+}
+
+/* Returns the header fields of the trace (path, version, pid, exe, command,
+ * ...); truncated and truncated_at are set once mt__record_next reached a
+ * record cut by the end of the file. The counters are not filled. */
+const mt_trace_info_t *mt__record_header(const mt_record_iter_t *it)
+{
+    return &it->info;
+}
+
+/* Returns the message of the iterator's last failure. */
+const char *mt__record_error(const mt_record_iter_t *it)
+{
+    return it->err;
+}
+
+/* Reads the next record into rec. Returns 1 for a record, 0 at the end of the
+ * file or at a record cut by it (the header then says truncated), or a
+ * negative code for a malformed record (message in mt__record_error). */
+int mt__record_next(mt_record_iter_t *it, mt_record_t *rec)
+{
+    const uint8_t *p;
+    uint64_t off = it->off, left;
+    uint32_t len;
+    unsigned type;
+    size_t n;
+    fields_t f;
+    int r;
+
+    if (it->failed)
+        return it->failed;
+    if (it->done)
+        return 0;
+    it->in_chunk = false;
+    left = it->size - off;
+    if (left == 0) {
+        it->done = true;
+        return 0;
+    }
+    if (left < MT_RECORD_HEADER_SIZE)
+        goto truncated;
+    if ((r = window(it, off, MT_RECORD_HEADER_SIZE, &p)))
+        goto fail;
+    type = p[0];
+    len = mt_get_u32(p + 1);
+    if (!mt__record_name(type)) {
+        r = errorf(it->err, it->path, -EINVAL, "offset %" PRIu64 ": unknown record type %u", off,
+                   type);
+        goto fail;
+    }
+    if (len > MT_RECORD_MAX_PAYLOAD) {
+        r = errorf(it->err, it->path, -EINVAL,
+                   "offset %" PRIu64 ": %s record length %" PRIu32 " exceeds the maximum %u", off,
+                   mt__record_name(type), len, MT_RECORD_MAX_PAYLOAD);
+        goto fail;
+    }
+    if (len > left - MT_RECORD_HEADER_SIZE)
+        goto truncated;
+    memset(rec, 0, sizeof *rec);
+    rec->offset = off;
+    rec->type = (uint8_t)type;
+    rec->length = len;
+    n = type == MT_REC_CHUNK && len > CHUNK_HEAD_MAX ? CHUNK_HEAD_MAX : len;
+    if ((r = window(it, off + MT_RECORD_HEADER_SIZE, n, &p)))
+        goto fail;
+    f = (fields_t){p, p + n, it, off, NULL};
+    switch (type) {
+#define REC_WHAT(name, value) \
+    case value:               \
+        f.what = #name " record"; \
+        break;
+        MT_RECORD_MAP(REC_WHAT)
+#undef REC_WHAT
+    }
+    if ((r = parse_record(it, &f, rec, off + MT_RECORD_HEADER_SIZE)))
+        goto fail;
+    it->off = off + MT_RECORD_HEADER_SIZE + len;
+    return 1;
+truncated:
+    it->done = true;
+    it->info.truncated = true;
+    it->info.truncated_at = off;
+    return 0;
+fail:
+    it->in_chunk = false;
+    it->failed = r;
+    return r;
+}
+
+/* After a CHUNK record from mt__record_next, stores its next event in *ev as
+ * written (stack is the file's stack id; tid is the chunk's). Returns 1 for an
+ * event, 0 after the last one, or a negative code when the events are
+ * malformed (message in mt__record_error). */
+int mt__record_event(mt_record_iter_t *it, mt_event_t *ev)
+{
+    const uint8_t *p;
+    int r;
+
+    if (it->failed)
+        return it->failed;
+    if (!it->in_chunk)
+        return 0;
+    if (!it->chunk_loaded) {
+        if ((r = window(it, it->events_off, it->events_len, &p)))
+            goto fail;
+        dec_start(&it->dec, p, it->events_len, it->events_off, it->count, it->first_seq);
+        it->chunk_loaded = true;
+    }
+    if (it->dec.remaining == 0) {
+        if (it->dec.p != it->dec.end) {
+            r = errorf(it->err, it->path, -EINVAL,
+                       "offset %" PRIu64 ": %zu bytes left after the %" PRIu64
+                       " events of the chunk at offset %" PRIu64 " (more events than its count)",
+                       dec_offset(&it->dec), (size_t)(it->dec.end - it->dec.p), it->count,
+                       it->chunk_off);
+            goto fail;
+        }
+        it->in_chunk = false;
+        return 0;
+    }
+    if ((r = decode_event(&it->dec, ev, it->err, it->path)))
+        goto fail;
+    return 1;
+fail:
+    it->failed = r;
+    return r;
+}
+
+/* Closes the iterator and frees what it owns. NULL is allowed. */
+void mt__record_close(mt_record_iter_t *it)
+{
+    if (!it)
+        return;
+    if (it->fd >= 0)
+        close(it->fd);
+    free(it->buf);
+    free(it->path);
+    free(it->exe);
+    free(it->command);
+    free(it);
+}
+
+/* ---- the trace: first pass ---- */
+
+typedef struct chunk {
+    uint64_t rec_off;    /* the CHUNK record, for messages */
+    uint64_t events_off; /* its first event byte */
+    uint64_t count;
+    uint64_t first_seq;
+    uint32_t events_len;
+    uint32_t tid;
+} chunk_t;
+
+typedef struct stream {
+    uint64_t id;
+    chunk_t *chunks; /* in file order */
+    size_t nchunks, cap;
+} stream_t;
+
+typedef struct cursor {
+    uint8_t *buf;       /* the current chunk's events; freed at the stream's end */
+    size_t cap;
+    size_t next_chunk;
+    bool in_chunk;
+    uint32_t tid;
+    uint64_t rec_off, count;
+    chunk_dec_t dec;
+    bool have_seq;
+    uint64_t last_seq;
+    mt_event_t ev;      /* the stream's next event, while in the heap */
+} cursor_t;
+
+typedef struct tpoint {
+    uint64_t seq, time_ns;
+} tpoint_t;
+
+typedef struct label {
+    uint32_t id;
+    char *text;
+} label_t;
+
+struct mt_trace {
+    mt_trace_info_t info;
+    char *path, *exe, *command;
+    int fd;
+
+    mt_module_t *modules; /* in file order */
+    size_t modcap;
+    const mt_module_t **by_start; /* sorted by start, then load_epoch */
+    uint64_t *max_end;            /* highest end among by_start[0..i] */
+    idmap_t module_ids;           /* id to the latest module with it; first pass only */
+
+    mt_stack_t *stacks;
+    size_t nstacks, stackcap;
+    uint64_t *frames; /* every stack's frames, one after another */
+    size_t nframes, framecap;
+    idmap_t stack_ids; /* file id to index in stacks */
+
+    label_t *labels;
+    size_t nlabels, labelcap;
+    idmap_t label_ids;
+
+    mt_marker_t *markers;
+    size_t nmarkers, markercap;
+
+    tpoint_t *times; /* sorted by seq */
+    size_t ntimes, timecap;
+
+    stream_t *streams;
+    size_t nstreams, streamcap;
+    idmap_t stream_ids; /* first pass only */
+
+    uint64_t lost, end_dropped;
+
+    /* The second pass. */
+    cursor_t *cursors; /* one per stream */
+    uint32_t *heap;    /* stream indices, a min-heap by (next seq, index) */
+    size_t nheap;
+    size_t next_marker;
+    bool primed, pending; /* pending: the heap top's event was returned */
+    int failed;
+
+    char err[ERR_MAX];
+};
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+static int out_of_memory(mt_record_iter_t *it)
+{
+    return errorf(it->err, it->path, -ENOMEM, "out of memory");
+}
+
+static int load_module(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
+{
+    mt_module_t *m;
+    uint32_t i;
+    void *p;
+
+    if (idmap_get(&t->module_ids, rec->u.module.id, &i) &&
+        t->modules[i].unload_epoch == UINT64_MAX)
+        return errorf(it->err, it->path, -EINVAL,
+                      "offset %" PRIu64 ": MODULE record: module id %" PRIu64 " is already loaded",
+                      rec->offset, rec->u.module.id);
+    if (t->info.nmodules >= NONE - 1)
+        return errorf(it->err, it->path, -EINVAL, "offset %" PRIu64 ": too many modules",
+                      rec->offset);
+    p = grow(t->modules, &t->modcap, t->info.nmodules + 1, sizeof *t->modules);
+    if (!p)
+        return out_of_memory(it);
+    t->modules = p;
+    m = &t->modules[t->info.nmodules];
+    memset(m, 0, sizeof *m);
+    m->path = strndup(rec->u.module.path, rec->u.module.path_len);
+    if (!m->path)
+        return out_of_memory(it);
+    if (rec->u.module.build_id_len) {
+        m->build_id = malloc(rec->u.module.build_id_len);
+        if (!m->build_id) {
+            free(m->path);
+            return out_of_memory(it);
+        }
+        memcpy(m->build_id, rec->u.module.build_id, rec->u.module.build_id_len);
+        m->build_id_len = rec->u.module.build_id_len;
+    }
+    m->id = rec->u.module.id;
+    m->load_epoch = rec->u.module.load_epoch;
+    m->unload_epoch = UINT64_MAX;
+    m->base = rec->u.module.base;
+    m->start = rec->u.module.start;
+    m->end = rec->u.module.end;
+    t->info.nmodules++;
+    if (idmap_put(&t->module_ids, m->id, (uint32_t)(t->info.nmodules - 1)))
+        return out_of_memory(it);
+    return 0;
+}
+
+static int load_unload(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
+{
+    mt_module_t *m;
+    uint32_t i;
+
+    if (!idmap_get(&t->module_ids, rec->u.unload.module_id, &i) ||
+        t->modules[i].unload_epoch != UINT64_MAX)
+        return errorf(it->err, it->path, -EINVAL,
+                      "offset %" PRIu64 ": UNLOAD record: module id %" PRIu64 " is not loaded",
+                      rec->offset, rec->u.unload.module_id);
+    m = &t->modules[i];
+    if (rec->u.unload.epoch < m->load_epoch)
+        return errorf(it->err, it->path, -EINVAL,
+                      "offset %" PRIu64 ": UNLOAD record: module id %" PRIu64
+                      " unloaded at epoch %" PRIu64 " before its load at epoch %" PRIu64,
+                      rec->offset, m->id, rec->u.unload.epoch, m->load_epoch);
+    m->unload_epoch = rec->u.unload.epoch;
+    return 0;
+}
+
+static int load_stack(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
+{
+    uint32_t i, depth = rec->u.stack.depth;
+    void *p;
+
+    if (idmap_get(&t->stack_ids, rec->u.stack.id, &i))
+        return errorf(it->err, it->path, -EINVAL,
+                      "offset %" PRIu64 ": STACK record: stack id %" PRIu64 " is defined twice",
+                      rec->offset, rec->u.stack.id);
+    if (t->nstacks >= NONE - 1)
+        return errorf(it->err, it->path, -EINVAL, "offset %" PRIu64 ": too many stacks",
+                      rec->offset);
+    p = grow(t->stacks, &t->stackcap, t->nstacks + 1, sizeof *t->stacks);
+    if (!p)
+        return out_of_memory(it);
+    t->stacks = p;
+    p = grow(t->frames, &t->framecap, t->nframes + depth, sizeof *t->frames);
+    if (!p)
+        return out_of_memory(it);
+    t->frames = p;
+    if (depth)
+        memcpy(t->frames + t->nframes, rec->u.stack.frames, depth * sizeof *t->frames);
+    t->nframes += depth;
+    /* frames are pointed at once the pool stops moving */
+    t->stacks[t->nstacks] = (mt_stack_t){.epoch = rec->u.stack.epoch, .depth = depth};
+    if (idmap_put(&t->stack_ids, rec->u.stack.id, (uint32_t)t->nstacks))
+        return out_of_memory(it);
+    t->nstacks++;
+    return 0;
+}
+
+static int load_label(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
+{
+    uint32_t i;
+    char *text;
+    void *p;
+
+    text = strndup(rec->u.label.text, rec->u.label.text_len);
+    if (!text)
+        return out_of_memory(it);
+    if (idmap_get(&t->label_ids, rec->u.label.id, &i)) {
+        bool same = strcmp(t->labels[i].text, text) == 0;
+        free(text);
+        if (same)
+            return 0;
+        return errorf(it->err, it->path, -EINVAL,
+                      "offset %" PRIu64 ": LABEL record: label id %" PRIu64
+                      " is defined twice with different texts",
+                      rec->offset, rec->u.label.id);
+    }
+    p = grow(t->labels, &t->labelcap, t->nlabels + 1, sizeof *t->labels);
+    if (!p || idmap_put(&t->label_ids, rec->u.label.id, (uint32_t)t->nlabels)) {
+        if (p)
+            t->labels = p;
+        free(text);
+        return out_of_memory(it);
+    }
+    t->labels = p;
+    t->labels[t->nlabels++] = (label_t){(uint32_t)rec->u.label.id, text};
+    return 0;
+}
+
+static int load_chunk(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
+{
+    stream_t *s;
+    uint32_t i;
+    void *p;
+
+    if (!idmap_get(&t->stream_ids, rec->u.chunk.stream, &i)) {
+        if (t->nstreams >= NONE - 1)
+            return errorf(it->err, it->path, -EINVAL, "offset %" PRIu64 ": too many streams",
+                          rec->offset);
+        p = grow(t->streams, &t->streamcap, t->nstreams + 1, sizeof *t->streams);
+        if (!p)
+            return out_of_memory(it);
+        t->streams = p;
+        i = (uint32_t)t->nstreams;
+        if (idmap_put(&t->stream_ids, rec->u.chunk.stream, i))
+            return out_of_memory(it);
+        t->streams[i] = (stream_t){.id = rec->u.chunk.stream};
+        t->nstreams++;
+    }
+    s = &t->streams[i];
+    p = grow(s->chunks, &s->cap, s->nchunks + 1, sizeof *s->chunks);
+    if (!p)
+        return out_of_memory(it);
+    s->chunks = p;
+    s->chunks[s->nchunks++] = (chunk_t){
+        .rec_off = rec->offset,
+        .events_off = it->events_off,
+        .count = rec->u.chunk.count,
+        .first_seq = rec->u.chunk.first_seq,
+        .events_len = it->events_len,
+        .tid = rec->u.chunk.tid,
+    };
+    t->info.events += rec->u.chunk.count;
+    t->info.last_seq = max_u64(t->info.last_seq, rec->u.chunk.first_seq);
+    return 0;
+}
+
+static int load_record(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
+{
+    void *p;
+
+    switch (rec->type) {
+    case MT_REC_MODULE:
+        return load_module(t, it, rec);
+    case MT_REC_UNLOAD:
+        return load_unload(t, it, rec);
+    case MT_REC_STACK:
+        return load_stack(t, it, rec);
+    case MT_REC_LABEL:
+        return load_label(t, it, rec);
+    case MT_REC_MARKER:
+        p = grow(t->markers, &t->markercap, t->nmarkers + 1, sizeof *t->markers);
+        if (!p)
+            return out_of_memory(it);
+        t->markers = p;
+        t->markers[t->nmarkers++] = (mt_marker_t){rec->u.marker.seq, rec->u.marker.time_ns,
+                                                   rec->u.marker.tid, rec->u.marker.label};
+        t->info.last_seq = max_u64(t->info.last_seq, rec->u.marker.seq);
+        return 0;
+    case MT_REC_TIME:
+        p = grow(t->times, &t->timecap, t->ntimes + 1, sizeof *t->times);
+        if (!p)
+            return out_of_memory(it);
+        t->times = p;
+        t->times[t->ntimes++] = (tpoint_t){rec->u.time.seq, rec->u.time.time_ns};
+        t->info.last_seq = max_u64(t->info.last_seq, rec->u.time.seq);
+        t->info.duration_ns = max_u64(t->info.duration_ns, rec->u.time.time_ns);
+        return 0;
+    case MT_REC_CHUNK:
+        return load_chunk(t, it, rec);
+    case MT_REC_LOST:
+        t->lost = rec->u.lost.count > UINT64_MAX - t->lost ? UINT64_MAX
+                                                            : t->lost + rec->u.lost.count;
+        return 0;
+    case MT_REC_END:
+        t->info.complete = true;
+        t->end_dropped = max_u64(t->end_dropped, rec->u.end.dropped);
+        t->info.last_seq = max_u64(t->info.last_seq, rec->u.end.last_seq);
+        t->info.duration_ns = max_u64(t->info.duration_ns, rec->u.end.time_ns);
+        return 0;
+    default:
+        return errorf(it->err, it->path, -EINVAL, "offset %" PRIu64 ": unknown record type %u",
+                      rec->offset, rec->type);
+    }
+}
+
+typedef struct sort_key {
+    uint64_t seq;
+    size_t order;
+} sort_key_t;
+
+static int cmp_key(const void *a, const void *b)
+{
+    const sort_key_t *x = a, *y = b;
+
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Sorts n elements of size bytes, each starting with a uint64_t seq, by seq,
+ * keeping the file order of equal seqs. */
+static int sort_by_seq(void *base, size_t n, size_t size)
+{
+    uint8_t *b = base, *tmp = NULL;
+    sort_key_t *keys = NULL;
+    uint64_t prev = 0, seq;
+    bool sorted = true;
+    int r = -ENOMEM;
+
+    for (size_t i = 0; i < n && sorted; i++) {
+        memcpy(&seq, b + i * size, sizeof seq);
+        sorted = i == 0 || seq >= prev;
+        prev = seq;
+    }
+    if (sorted)
+        return 0;
+    keys = calloc(n, sizeof *keys);
+    tmp = calloc(n, size);
+    if (!keys || !tmp)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(&keys[i].seq, b + i * size, sizeof keys[i].seq);
+        keys[i].order = i;
+    }
+    qsort(keys, n, sizeof *keys, cmp_key);
+    for (size_t i = 0; i < n; i++)
+        memcpy(tmp + i * size, b + keys[i].order * size, size);
+    memcpy(b, tmp, n * size);
+    r = 0;
+fail:
+    free(keys);
+    free(tmp);
+    return r;
+}
+
+static int cmp_module(const void *a, const void *b)
+{
+    const mt_module_t *x = *(const mt_module_t *const *)a, *y = *(const mt_module_t *const *)b;
+
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    if (x->load_epoch != y->load_epoch)
+        return x->load_epoch < y->load_epoch ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* Completes the first pass: points stacks at their frames, sorts markers and
+ * time points, indexes modules, and sets up the cursors of the second. */
+static int finish_load(mt_trace_t *t)
+{
+    size_t n = t->info.nmodules, off = 0;
+
+    for (size_t i = 0; i < t->nstacks; i++) {
+        t->stacks[i].frames = t->stacks[i].depth ? t->frames + off : NULL;
+        off += t->stacks[i].depth;
+    }
+    if (sort_by_seq(t->markers, t->nmarkers, sizeof *t->markers) ||
+        sort_by_seq(t->times, t->ntimes, sizeof *t->times))
+        return -ENOMEM;
+    if (n) {
+        t->by_start = calloc(n, sizeof *t->by_start);
+        t->max_end = calloc(n, sizeof *t->max_end);
+        if (!t->by_start || !t->max_end)
+            return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+            t->by_start[i] = &t->modules[i];
+        qsort(t->by_start, n, sizeof *t->by_start, cmp_module);
+        for (size_t i = 0; i < n; i++)
+            t->max_end[i] = max_u64(i ? t->max_end[i - 1] : 0, t->by_start[i]->end);
+    }
+    if (t->nstreams) {
+        t->cursors = calloc(t->nstreams, sizeof *t->cursors);
+        t->heap = calloc(t->nstreams, sizeof *t->heap);
+        if (!t->cursors || !t->heap)
+            return -ENOMEM;
+    }
+    idmap_free(&t->module_ids);
+    idmap_free(&t->stream_ids);
+    t->info.modules = t->modules;
+    t->info.nstacks = t->nstacks;
+    t->info.nlabels = t->nlabels;
+    t->info.markers = t->markers;
+    t->info.nmarkers = t->nmarkers;
+    t->info.dropped = max_u64(t->lost, t->end_dropped);
+    return 0;
+}
+
+/* Opens a trace and runs the first pass; see internal.h. The message of a
+ * failure always starts with the file name. */
+int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen)
+{
+    mt_record_iter_t *it = NULL;
+    mt_trace_t *t = NULL;
+    mt_record_t rec;
+    int r;
+
+    *out = NULL;
+    if ((r = mt__record_open(path, &it, err, errlen)))
+        return r;
+    t = calloc(1, sizeof *t);
+    if (!t) {
+        r = out_of_memory(it);
+        goto fail;
+    }
+    t->fd = -1;
+    while ((r = mt__record_next(it, &rec)) > 0)
+        if ((r = load_record(t, it, &rec)))
+            goto fail;
+    if (r < 0)
+        goto fail;
+    if ((r = finish_load(t))) {
+        out_of_memory(it);
+        goto fail;
+    }
+    t->info.path = it->info.path;
+    t->info.version = it->info.version;
+    t->info.pid = it->info.pid;
+    t->info.ppid = it->info.ppid;
+    t->info.start_realtime_ns = it->info.start_realtime_ns;
+    t->info.fork_seq = it->info.fork_seq;
+    t->info.flags = it->info.flags;
+    t->info.depth = it->info.depth;
+    t->info.sample_bytes = it->info.sample_bytes;
+    t->info.exe = it->info.exe;
+    t->info.command = it->info.command;
+    t->info.truncated = it->info.truncated;
+    t->info.truncated_at = it->info.truncated_at;
+    /* The trace takes over the strings and the descriptor. */
+    t->path = it->path;
+    t->exe = it->exe;
+    t->command = it->command;
+    t->fd = it->fd;
+    it->path = it->exe = it->command = NULL;
+    it->fd = -1;
+    mt__record_close(it);
+    *out = t;
+    return 0;
+fail:
+    copy_error(err, errlen, it->err);
+    mt__record_close(it);
+    mt__trace_close(t);
+    return r;
+}
+
+/* Frees everything the trace owns. NULL is allowed. */
+void mt__trace_close(mt_trace_t *t)
+{
+    if (!t)
+        return;
+    if (t->fd >= 0)
+        close(t->fd);
+    for (size_t i = 0; i < t->info.nmodules; i++) {
+        free(t->modules[i].path);
+        free(t->modules[i].build_id);
+    }
+    free(t->modules);
+    free(t->by_start);
+    free(t->max_end);
+    idmap_free(&t->module_ids);
+    free(t->stacks);
+    free(t->frames);
+    idmap_free(&t->stack_ids);
+    for (size_t i = 0; i < t->nlabels; i++)
+        free(t->labels[i].text);
+    free(t->labels);
+    idmap_free(&t->label_ids);
+    free(t->markers);
+    free(t->times);
+    for (size_t i = 0; i < t->nstreams; i++)
+        free(t->streams[i].chunks);
+    free(t->streams);
+    idmap_free(&t->stream_ids);
+    if (t->cursors)
+        for (size_t i = 0; i < t->nstreams; i++)
+            free(t->cursors[i].buf);
+    free(t->cursors);
+    free(t->heap);
+    free(t->path);
+    free(t->exe);
+    free(t->command);
+    free(t);
+}
+
+/* Returns the trace's summary; valid until mt__trace_close. */
+const mt_trace_info_t *mt__trace_info(const mt_trace_t *t)
+{
+    return &t->info;
+}
+
+/* Returns the stack with the given index (the file's stack ids are mapped to
+ * indices in order of definition, which the writer makes the same), or NULL
+ * when the trace has no such stack. */
+const mt_stack_t *mt__trace_stack(const mt_trace_t *t, uint32_t id)
+{
+    return id < t->nstacks ? &t->stacks[id] : NULL;
+}
+
+/* Returns label id's text, or NULL for an id no LABEL record defined. */
+const char *mt__trace_label(const mt_trace_t *t, uint32_t id)
+{
+    uint32_t i;
+
+    return idmap_get(&t->label_ids, id, &i) ? t->labels[i].text : NULL;
+}
+
+/* Returns a + (b - a) * num / den without overflow, den > 0 and num <= den. */
+static uint64_t lerp(uint64_t a, uint64_t b, uint64_t num, uint64_t den)
+{
+    if (b >= a)
+        return a + (uint64_t)((unsigned __int128)(b - a) * num / den);
+    return a - (uint64_t)((unsigned __int128)(a - b) * num / den);
+}
+
+/* Returns the time of event seq, interpolated linearly between the TIME
+ * points around it. Before the first point, the time is interpolated from
+ * seq 0 at time 0; after the last, it is the last point's time; without any
+ * TIME record, 0. */
+uint64_t mt__trace_time_of(const mt_trace_t *t, uint64_t seq)
+{
+    const tpoint_t *p = t->times;
+    size_t lo = 0, hi = t->ntimes;
+
+    if (hi == 0)
+        return 0;
+    if (seq < p[0].seq)
+        return lerp(0, p[0].time_ns, seq, p[0].seq);
+    if (seq >= p[hi - 1].seq)
+        return p[hi - 1].time_ns;
+    /* find the last point with p.seq <= seq: then p[lo + 1].seq > seq */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p[mid].seq <= seq)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lerp(p[lo].time_ns, p[lo + 1].time_ns, seq - p[lo].seq, p[lo + 1].seq - p[lo].seq);
+}
+
+/* Returns the module holding addr for a stack of the given epoch (start <=
+ * addr < end, load_epoch <= epoch < unload_epoch), the latest loaded when
+ * several do, or NULL. */
+const mt_module_t *mt__trace_module_for(const mt_trace_t *t, uint64_t addr, uint64_t epoch)
+{
+    const mt_module_t *best = NULL;
+    size_t lo = 0, hi = t->info.nmodules;
+
+    /* hi: the number of modules starting at or below addr */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->by_start[mid]->start <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = hi; i-- > 0 && t->max_end[i] > addr;) {
+        const mt_module_t *m = t->by_start[i];
+        if (addr < m->end && m->load_epoch <= epoch && epoch < m->unload_epoch &&
+            (!best || m->load_epoch > best->load_epoch))
+            best = m;
+    }
+    return best;
+}
+
+/* ---- the trace: second pass ---- */
+
+static int read_at(mt_trace_t *t, uint8_t *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+
+    while (done < n) {
+        ssize_t r = pread(t->fd, buf + done, n - done, (off_t)(off + done));
+        if (r < 0) {
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            return errorf(t->err, t->path, -e, "offset %" PRIu64 ": %s", off + done, strerror(e));
+        }
+        if (r == 0)
+            return errorf(t->err, t->path, -EIO,
+                          "offset %" PRIu64 ": the file became shorter while being read",
+                          off + done);
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+static int cursor_load(mt_trace_t *t, cursor_t *c, const chunk_t *ch)
+{
+    int r;
+
+    if (ch->events_len > c->cap) {
+        uint8_t *p = realloc(c->buf, ch->events_len);
+        if (!p)
+            return errorf(t->err, t->path, -ENOMEM, "out of memory");
+        c->buf = p;
+        c->cap = ch->events_len;
+    }
+    if ((r = read_at(t, c->buf, ch->events_len, ch->events_off)))
+        return r;
+    dec_start(&c->dec, c->buf, ch->events_len, ch->events_off, ch->count, ch->first_seq);
+    c->tid = ch->tid;
+    c->rec_off = ch->rec_off;
+    c->count = ch->count;
+    c->in_chunk = true;
+    return 0;
+}
+
+/* Decodes stream si's next event into its cursor. Returns 1, 0 when the
+ * stream has no more, or a negative code. */
+static int cursor_advance(mt_trace_t *t, uint32_t si)
+{
+    cursor_t *c = &t->cursors[si];
+    const stream_t *s = &t->streams[si];
+    uint64_t off;
+    uint32_t idx;
+    int r;
+
+    while (c->dec.remaining == 0) {
+        if (c->in_chunk && c->dec.p != c->dec.end)
+            return errorf(t->err, t->path, -EINVAL,
+                          "offset %" PRIu64 ": %zu bytes left after the %" PRIu64
+                          " events of the chunk at offset %" PRIu64
+                          " (more events than its count)",
+                          dec_offset(&c->dec), (size_t)(c->dec.end - c->dec.p), c->count,
+                          c->rec_off);
+        c->in_chunk = false;
+        if (c->next_chunk == s->nchunks) {
+            free(c->buf);
+            c->buf = NULL;
+            c->cap = 0;
+            return 0;
+        }
+        if ((r = cursor_load(t, c, &s->chunks[c->next_chunk++])))
+            return r;
+    }
+    off = dec_offset(&c->dec);
+    if ((r = decode_event(&c->dec, &c->ev, t->err, t->path)))
+        return r;
+    if (c->have_seq && c->ev.seq < c->last_seq)
+        return errorf(t->err, t->path, -EINVAL,
+                      "offset %" PRIu64 ": stream %" PRIu64 ": seq %" PRIu64
+                      " goes backwards (the stream's previous event has seq %" PRIu64 ")",
+                      off, s->id, c->ev.seq, c->last_seq);
+    c->have_seq = true;
+    c->last_seq = c->ev.seq;
+    if (mt_op_allocates(c->ev.op)) {
+        if (!idmap_get(&t->stack_ids, c->ev.stack, &idx))
+            return errorf(t->err, t->path, -EINVAL,
+                          "offset %" PRIu64 ": %s event: stack id %" PRIu32
+                          " was never defined",
+                          off, mt__op_name(c->ev.op), c->ev.stack);
+        c->ev.stack = idx;
+    }
+    c->ev.tid = c->tid;
+    return 1;
+}
+
+static bool before(const mt_trace_t *t, uint32_t a, uint32_t b)
+{
+    uint64_t sa = t->cursors[a].ev.seq, sb = t->cursors[b].ev.seq;
+
+    return sa < sb || (sa == sb && a < b);
+}
+
+static void heap_down(mt_trace_t *t, size_t i)
+{
+    uint32_t *h = t->heap;
+
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        uint32_t tmp;
+        if (l < t->nheap && before(t, h[l], h[m]))
+            m = l;
+        if (r < t->nheap && before(t, h[r], h[m]))
+            m = r;
+        if (m == i)
+            return;
+        tmp = h[i];
+        h[i] = h[m];
+        h[m] = tmp;
+        i = m;
+    }
+}
+
+static void heap_push(mt_trace_t *t, uint32_t si)
+{
+    uint32_t *h = t->heap;
+    size_t i = t->nheap++;
+
+    h[i] = si;
+    while (i > 0 && before(t, h[i], h[(i - 1) / 2])) {
+        uint32_t tmp = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = tmp;
+        i = (i - 1) / 2;
+    }
+}
+
+/* Restarts the merged event stream at the beginning. Cursor buffers are kept
+ * for reuse; a failure of the previous pass is forgotten. */
+void mt__trace_rewind(mt_trace_t *t)
+{
+    for (size_t i = 0; i < t->nstreams; i++) {
+        cursor_t *c = &t->cursors[i];
+        c->next_chunk = 0;
+        c->in_chunk = false;
+        c->dec.remaining = 0;
+        c->have_seq = false;
+    }
+    t->nheap = 0;
+    t->next_marker = 0;
+    t->primed = false;
+    t->pending = false;
+    t->failed = 0;
+}
+
+/* Stores the next event of the merged stream in *ev; see internal.h. The
+ * stream whose event was returned last is advanced only on the next call, so
+ * that every event returned is whole and an error comes exactly when the bad
+ * event is due. Once failed, returns the same code until a rewind. */
+int mt__trace_next(mt_trace_t *t, mt_event_t *ev)
+{
+    const mt_marker_t *m;
+    int r;
+
+    if (t->failed)
+        return t->failed;
+    if (!t->primed) {
+        t->nheap = 0;
+        for (uint32_t i = 0; i < t->nstreams; i++) {
+            if ((r = cursor_advance(t, i)) < 0)
+                goto fail;
+            if (r > 0)
+                heap_push(t, i);
+        }
+        t->primed = true;
+    } else if (t->pending) {
+        t->pending = false;
+        if ((r = cursor_advance(t, t->heap[0])) < 0)
+            goto fail;
+        if (r == 0)
+            t->heap[0] = t->heap[--t->nheap];
+        heap_down(t, 0);
+    }
+    m = t->next_marker < t->nmarkers ? &t->markers[t->next_marker] : NULL;
+    if (m && (t->nheap == 0 || m->seq <= t->cursors[t->heap[0]].ev.seq)) {
+        memset(ev, 0, sizeof *ev);
+        ev->seq = m->seq;
+        ev->tid = m->tid;
+        ev->label = m->label;
+        ev->op = MT_EV_MARKER;
+        t->next_marker++;
+        return 1;
+    }
+    if (t->nheap == 0)
+        return 0;
+    *ev = t->cursors[t->heap[0]].ev;
+    t->pending = true;
+    return 1;
+fail:
+    t->failed = r;
+    return r;
+}
+
+/* Returns the message of the last failure of mt__trace_next, naming the file
+ * and the offset, or "" when there was none. */
+const char *mt__trace_error(const mt_trace_t *t)
+{
+    return t->err;
+}

@@ -1,0 +1,84 @@
+/* trace_builder.h - builds memtrack trace files by hand, for tests.
+ *
+ * Records are encoded with the encoders of mt_trace.h, in the order they are
+ * added. The header may be changed at any time before the bytes are taken.
+ * Events go between mt_tb_chunk_begin and mt_tb_chunk_end, which writes the
+ * CHUNK record with the number of events added. Out of memory aborts: this is
+ * test code.
+ */
+#ifndef MT_TESTS_TRACE_BUILDER_H
+#define MT_TESTS_TRACE_BUILDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mt_trace.h"
+
+typedef struct mt_tb mt_tb_t;
+
+/* Returns a new builder. Header: pid 1000, ppid 1, exe "/bin/test", command
+ * "test arg", version MT_TRACE_VERSION, depth 64, everything else 0. */
+mt_tb_t *mt_tb_new(void);
+
+/* Sets the header fields a test may care about; cmdline holds cmdline_len
+ * bytes of NUL-separated arguments. */
+void mt_tb_set_header(mt_tb_t *b, uint64_t pid, uint64_t ppid, uint32_t flags, uint64_t fork_seq,
+                      const char *exe, const char *cmdline_nul_separated, size_t cmdline_len);
+
+/* Appends a MODULE record; build_id may be NULL when build_id_len is 0. */
+void mt_tb_module(mt_tb_t *b, uint64_t id, uint64_t load_epoch, uint64_t base, uint64_t start,
+                  uint64_t end, const char *path, const uint8_t *build_id, size_t build_id_len);
+
+/* Appends an UNLOAD record. */
+void mt_tb_unload(mt_tb_t *b, uint64_t module_id, uint64_t epoch);
+
+/* Appends a STACK record of depth frames. */
+void mt_tb_stack(mt_tb_t *b, uint64_t id, uint64_t epoch, const uint64_t *frames, uint32_t depth);
+
+/* Appends a LABEL record. */
+void mt_tb_label(mt_tb_t *b, uint64_t id, const char *text);
+
+/* Appends a MARKER record. */
+void mt_tb_marker(mt_tb_t *b, uint64_t seq, uint64_t time_ns, uint32_t tid, uint64_t label);
+
+/* Appends a TIME record. */
+void mt_tb_time(mt_tb_t *b, uint64_t seq, uint64_t time_ns);
+
+/* Starts a chunk of stream's events; ends any chunk still open first. */
+void mt_tb_chunk_begin(mt_tb_t *b, uint64_t stream, uint32_t tid, uint64_t first_seq);
+
+/* Adds an allocating event (op one of the allocating MT_OP_*) to the open
+ * chunk; the seq and pointer are absolute, the builder writes the deltas. */
+void mt_tb_alloc(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr, uint64_t size, uint32_t stack);
+
+/* Adds a freeing event (op one of the freeing MT_OP_*) to the open chunk. */
+void mt_tb_free(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr);
+
+/* Appends the open chunk as a CHUNK record, count = the events added. */
+void mt_tb_chunk_end(mt_tb_t *b);
+
+/* Appends a LOST record. */
+void mt_tb_lost(mt_tb_t *b, uint64_t stream, uint64_t count);
+
+/* Appends an END record. */
+void mt_tb_end(mt_tb_t *b, uint64_t last_seq, uint64_t time_ns, uint64_t events, uint64_t dropped,
+               uint64_t stacks);
+
+/* Appends n arbitrary bytes (for corruption tests). */
+void mt_tb_raw(mt_tb_t *b, const void *bytes, size_t n);
+
+/* Returns the bytes so far, header included (not an open chunk), and stores
+ * their number in *len. Valid until the next call on the builder. */
+const uint8_t *mt_tb_data(mt_tb_t *b, size_t *len);
+
+/* Writes the bytes so far to path. Returns 0 or a negative errno. */
+int mt_tb_write(mt_tb_t *b, const char *path);
+
+/* Writes the bytes so far to a fresh mkstemp file under /tmp and returns its
+ * path (malloc'd; the caller unlinks and frees it), or NULL on failure. */
+char *mt_tb_write_temp(mt_tb_t *b);
+
+/* Frees the builder. NULL is allowed. */
+void mt_tb_destroy(mt_tb_t *b);
+
+#endif /* MT_TESTS_TRACE_BUILDER_H */
