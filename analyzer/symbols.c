@@ -15,7 +15,8 @@
  * recorded at load time. When the file is missing or has been rebuilt, the
  * build-id is looked up under the debug directories instead
  * (DIR/.build-id/xx/yyyy.debug, then DIR/.build-id/xx/yyyy); failing that the
- * module is shown as module+offset. Separate debug info of a trusted file is
+ * module is shown as module+offset. The vdso, which has no file, is treated
+ * like an address outside every module. Separate debug info of a trusted file is
  * found by dwfl_standard_find_debuginfo (build-id, .gnu_debuglink, and
  * debuginfod when the user set DEBUGINFOD_URLS). The debug path is
  * ":.debug:/usr/lib/debug", or MEMTRACK_DEBUGINFO_PATH when set (same syntax
@@ -24,7 +25,9 @@
  * Names come from DWARF first: the chain of DIEs around the address gives the
  * inlined subroutines, innermost first, each followed by its caller at the
  * call site's file:line (what eu-addr2line -i prints); then from the ELF
- * symbol table. C++ names are demangled with __cxa_demangle, found at run
+ * symbol table. The CU of an address is found through .debug_aranges, or,
+ * for files without them (clang does not emit them by default), through the
+ * CUs' own address ranges. C++ names are demangled with __cxa_demangle, found at run
  * time (already loaded, or from libstdc++.so.6 through dlopen) so that the
  * analyzer does not link against libstdc++; without it, names stay mangled.
  *
@@ -38,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -48,7 +52,8 @@
 #define DEFAULT_DEBUGINFO_PATH ":.debug:/usr/lib/debug"
 /* Key of results for addresses outside every module, in the module cache. */
 #define NO_MODULE UINT64_MAX
-/* Inline chains deeper than this are cut (the outer frames are dropped). */
+/* Inline chains deeper than this are cut: the innermost frames and the real
+ * function are kept, the inlined frames just inside it dropped. */
 #define MAX_INLINE_DEPTH 64
 
 typedef char *(*cxa_demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
@@ -261,13 +266,17 @@ static bool is_vdso(const char *path)
 {
     if (!path || !path[0] || path[0] == '[')
         return true;
-    return !strchr(path, '/') && strstr(path, "vdso") != NULL;
+    return !strchr(path, '/') && (strstr(path, "vdso") || strstr(path, "linux-gate"));
 }
 
 /* Reports file_name alone in a new Dwfl and keeps it in f when its build-id
  * matches the recorded one (or none was recorded). Returns 0 or -ENOENT. */
 static int try_file(mt_symbolizer_t *s, dfile_t *f, const char *file_name)
 {
+    /* Only regular files: opening a FIFO or a device could block or worse. */
+    struct stat st;
+    if (stat(file_name, &st) != 0 || !S_ISREG(st.st_mode))
+        return -ENOENT;
     Dwfl *dwfl = dwfl_begin(&s->callbacks);
     if (!dwfl)
         return -ENOMEM;
@@ -402,27 +411,6 @@ static void push(chain_t *c, const mt_frame_t *proto, const char *function, cons
     fr->inlined = inlined;
 }
 
-/* file as an absolute path when the CU names its compilation directory. */
-static const char *source_path(mt_symbolizer_t *s, Dwarf_Die *cudie, const char *file)
-{
-    if (!file)
-        return NULL;
-    if (file[0] == '/' || !cudie)
-        return intern(s, file);
-    Dwarf_Attribute attr;
-    const char *dir = dwarf_formstring(dwarf_attr(cudie, DW_AT_comp_dir, &attr));
-    if (!dir || !dir[0])
-        return intern(s, file);
-    size_t len = strlen(dir) + strlen(file) + 2;
-    char *joined = malloc(len);
-    if (!joined)
-        return intern(s, file);
-    snprintf(joined, len, "%s/%s", dir, file);
-    const char *r = intern(s, joined);
-    free(joined);
-    return r;
-}
-
 static const char *die_function_name(mt_symbolizer_t *s, Dwarf_Die *die)
 {
     Dwarf_Attribute attr;
@@ -448,7 +436,14 @@ static const char *symtab_name(mt_symbolizer_t *s, Dwfl_Module *mod, Dwarf_Addr 
 static int compare_ranges(const void *a, const void *b)
 {
     const cu_range_t *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
+    Dwarf_Addr xa = x->lo + x->bias, ya = y->lo + y->bias;
+    return xa < ya ? -1 : xa > ya;
+}
+
+static void sort_ranges(dfile_t *f)
+{
+    if (f->nranges > 1)
+        qsort(f->ranges, f->nranges, sizeof *f->ranges, compare_ranges);
 }
 
 /* Builds f's table of CU ranges from the CU DIEs themselves. Returns 0 or
@@ -476,10 +471,10 @@ static int build_cu_ranges(dfile_t *f)
             f->ranges[f->nranges++] = (cu_range_t){ .lo = lo, .hi = hi, .bias = bias, .cudie = cu };
         }
     }
-    qsort(f->ranges, f->nranges, sizeof *f->ranges, compare_ranges);
+    sort_ranges(f);
     return 0;
 fail:
-    qsort(f->ranges, f->nranges, sizeof *f->ranges, compare_ranges);
+    sort_ranges(f);
     return -ENOMEM;
 }
 
@@ -526,7 +521,7 @@ static void resolve_in_file(mt_symbolizer_t *s, dfile_t *f, Dwarf_Addr pc, const
         int l = 0;
         const char *name = dwarf_linesrc(dl, NULL, NULL);
         if (name && dwarf_lineno(dl, &l) == 0) {
-            file = source_path(s, cudie, name);
+            file = intern(s, name);
             line = l > 0 ? (uint32_t)l : 0;
         }
     }
@@ -559,7 +554,7 @@ static void resolve_in_file(mt_symbolizer_t *s, dfile_t *f, Dwarf_Addr pc, const
             file = NULL;
             line = 0;
             if (files && dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &v) == 0)
-                file = source_path(s, cudie, dwarf_filesrc(files, v, NULL, NULL));
+                file = intern(s, dwarf_filesrc(files, v, NULL, NULL));
             if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &v) == 0)
                 line = v <= UINT32_MAX ? (uint32_t)v : 0;
             break;
@@ -567,6 +562,8 @@ static void resolve_in_file(mt_symbolizer_t *s, dfile_t *f, Dwarf_Addr pc, const
         case DW_TAG_subprogram:
         case DW_TAG_entry_point: {
             const char *name = die_function_name(s, die);
+            if (c->n == MAX_INLINE_DEPTH)
+                c->n--;
             push(c, proto, name ? name : symtab_name(s, f->mod, pc), file, line, false);
             done = true;
             break;

@@ -1,0 +1,509 @@
+/* replay.c - replays a trace's events once and keeps per-site and total statistics.
+ *
+ * Live blocks sit in an open-addressing hash table keyed by address (linear
+ * probing, backward-shift deletion, so no tombstones), which grows with the
+ * number of blocks live at once and is never rebuilt per event. Sites are an
+ * array indexed by stack id, plus one last entry for allocations whose stack
+ * the trace never defined. Threads (for temporaries: each thread's latest
+ * allocation) sit in a second small hash table. Nothing is allocated per
+ * event except when a table grows.
+ *
+ * The peak is found in O(1) per event. Every time the total live heap
+ * exceeds the highest value seen so far, the peak version is bumped; a site
+ * whose live bytes are about to change and whose peak_version is older
+ * first copies its live bytes into peak_bytes, because they have not
+ * changed since that peak. mt__replay_finish does the same for every site
+ * that did not change after the last peak.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replay.h"
+
+#define INITIAL_BLOCKS 1024
+#define INITIAL_THREADS 16
+#define PROGRESS_EVERY (1u << 16)
+
+typedef struct thread {
+    uint64_t key;        /* tid + 1; 0 for an empty slot */
+    uint64_t last_seq;   /* seq of the thread's latest allocation */
+    bool has_alloc;
+} thread_t;
+
+struct mt_replay {
+    const mt_trace_t *trace;
+    mt_replay_options_t opt;
+    mt_totals_t totals;
+    mt_site_t *sites;      /* nsites stack ids + the MT_REPLAY_NO_STACK site */
+    size_t nsites;         /* stack ids covered, not counting the last entry */
+    uint64_t peak_version;
+    mt_block_t *blocks;    /* ptr 0 marks an empty slot */
+    size_t blocks_cap;     /* a power of two */
+    size_t blocks_used;
+    thread_t *threads;
+    size_t threads_cap;
+    size_t threads_used;
+    thread_t *last_thread; /* the thread of the previous event, as a cache */
+    mt_snapshot_t *snaps;
+    size_t nsnaps, snaps_cap;
+    size_t marker_cursor;  /* next entry of info->markers */
+    bool finished;
+};
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* ---- live blocks ---- */
+
+static size_t block_slot(const mt_replay_t *r, uint64_t ptr)
+{
+    size_t mask = r->blocks_cap - 1;
+    size_t i = (size_t)mix64(ptr) & mask;
+    while (r->blocks[i].ptr && r->blocks[i].ptr != ptr)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static int blocks_grow(mt_replay_t *r)
+{
+    size_t cap = r->blocks_cap * 2;
+    mt_block_t *old = r->blocks;
+    mt_block_t *nb = calloc(cap, sizeof *nb);
+    if (!nb)
+        return -ENOMEM;
+    size_t old_cap = r->blocks_cap;
+    r->blocks = nb;
+    r->blocks_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].ptr)
+            r->blocks[block_slot(r, old[i].ptr)] = old[i];
+    free(old);
+    return 0;
+}
+
+/* Removes slot i, shifting later entries of its probe run back into the gap. */
+static void block_remove(mt_replay_t *r, size_t i)
+{
+    size_t mask = r->blocks_cap - 1;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!r->blocks[j].ptr)
+            break;
+        size_t home = (size_t)mix64(r->blocks[j].ptr) & mask;
+        /* Move j into the gap at i unless its home lies cyclically in (i, j]. */
+        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!stays) {
+            r->blocks[i] = r->blocks[j];
+            i = j;
+        }
+    }
+    r->blocks[i].ptr = 0;
+    r->blocks_used--;
+}
+
+/* ---- threads ---- */
+
+static thread_t *thread_get(mt_replay_t *r, uint32_t tid)
+{
+    uint64_t key = (uint64_t)tid + 1;
+    if (r->last_thread && r->last_thread->key == key)
+        return r->last_thread;
+    if ((r->threads_used + 1) * 2 > r->threads_cap) {
+        size_t cap = r->threads_cap * 2;
+        thread_t *nt = calloc(cap, sizeof *nt);
+        if (!nt)
+            return NULL;
+        for (size_t i = 0; i < r->threads_cap; i++) {
+            if (!r->threads[i].key)
+                continue;
+            size_t j = (size_t)mix64(r->threads[i].key) & (cap - 1);
+            while (nt[j].key)
+                j = (j + 1) & (cap - 1);
+            nt[j] = r->threads[i];
+        }
+        free(r->threads);
+        r->threads = nt;
+        r->threads_cap = cap;
+    }
+    size_t mask = r->threads_cap - 1;
+    size_t i = (size_t)mix64(key) & mask;
+    while (r->threads[i].key && r->threads[i].key != key)
+        i = (i + 1) & mask;
+    if (!r->threads[i].key) {
+        r->threads[i].key = key;
+        r->threads_used++;
+    }
+    r->last_thread = &r->threads[i];
+    return r->last_thread;
+}
+
+/* ---- sites ---- */
+
+/* Makes room for stack ids below n, keeping the last (no-stack) entry last. */
+static int sites_resize(mt_replay_t *r, size_t n)
+{
+    mt_site_t *ns = realloc(r->sites, (n + 1) * sizeof *ns);
+    if (!ns)
+        return -ENOMEM;
+    ns[n] = ns[r->nsites];
+    memset(&ns[r->nsites], 0, (n - r->nsites) * sizeof *ns);
+    for (size_t i = r->nsites; i < n; i++)
+        ns[i].stack = (uint32_t)i;
+    r->sites = ns;
+    r->nsites = n;
+    return 0;
+}
+
+/* Returns the site for an allocation's stack id, which becomes
+ * MT_REPLAY_NO_STACK in *stack when the trace never defined it. */
+static mt_site_t *site_for_alloc(mt_replay_t *r, uint32_t *stack)
+{
+    uint32_t id = *stack;
+    if (id < r->nsites)
+        return &r->sites[id];
+    if (id != MT_REPLAY_NO_STACK && mt__trace_stack(r->trace, id)) {
+        size_t n = r->nsites * 2 > (size_t)id + 1 ? r->nsites * 2 : (size_t)id + 1;
+        if (sites_resize(r, n) < 0)
+            return NULL;
+        return &r->sites[id];
+    }
+    *stack = MT_REPLAY_NO_STACK;
+    r->totals.undefined_stacks++;
+    return &r->sites[r->nsites];
+}
+
+static mt_site_t *site_of(mt_replay_t *r, uint32_t stack)
+{
+    return stack == MT_REPLAY_NO_STACK ? &r->sites[r->nsites] : &r->sites[stack];
+}
+
+/* Brings the site's share of the latest peak up to date before its live
+ * numbers change: they have not changed since that peak. */
+static void touch(mt_replay_t *r, mt_site_t *s)
+{
+    if (s->peak_version != r->peak_version) {
+        s->peak_bytes = s->live_bytes;
+        s->peak_allocations = s->live_allocations;
+        s->peak_version = r->peak_version;
+    }
+}
+
+/* Takes a live block out of its site and of the totals, without counting a free. */
+static void unlive(mt_replay_t *r, const mt_block_t *b)
+{
+    mt_site_t *s = site_of(r, b->stack);
+    touch(r, s);
+    s->live_bytes -= b->size;
+    s->live_allocations--;
+    r->totals.live_bytes -= b->size;
+    r->totals.live_allocations--;
+}
+
+/* ---- events ---- */
+
+static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
+{
+    if (!ev->ptr) {
+        r->totals.ignored_events++;
+        return 0;
+    }
+    if ((r->blocks_used + 1) * 8 > r->blocks_cap * 5 && blocks_grow(r) < 0)
+        return -ENOMEM;
+    uint32_t stack = ev->stack;
+    mt_site_t *s = site_for_alloc(r, &stack);
+    thread_t *th = thread_get(r, ev->tid);
+    if (!s || !th)
+        return -ENOMEM;
+    size_t i = block_slot(r, ev->ptr);
+    if (r->blocks[i].ptr) {
+        /* The address is live again: its free was lost (dropped events). */
+        unlive(r, &r->blocks[i]);
+        r->totals.missed_frees++;
+        r->totals.missed_free_bytes += r->blocks[i].size;
+    } else {
+        r->blocks_used++;
+    }
+    r->blocks[i] = (mt_block_t){ev->ptr, ev->size, ev->seq, stack, ev->tid};
+
+    touch(r, s);
+    s->allocations++;
+    s->bytes_allocated += ev->size;
+    s->live_bytes += ev->size;
+    s->live_allocations++;
+    if (s->live_bytes > s->max_live_bytes) {
+        s->max_live_bytes = s->live_bytes;
+        s->max_live_seq = ev->seq;
+    }
+    mt_totals_t *t = &r->totals;
+    t->allocations++;
+    t->bytes_allocated += ev->size;
+    t->live_bytes += ev->size;
+    t->live_allocations++;
+    if (t->live_bytes > t->peak_bytes) {
+        t->peak_bytes = t->live_bytes;
+        t->peak_allocations = t->live_allocations;
+        t->peak_seq = ev->seq;
+        r->peak_version++;
+    }
+    th->last_seq = ev->seq;
+    th->has_alloc = true;
+    return 0;
+}
+
+static bool is_free_half(unsigned op)
+{
+    return op == MT_OP_REALLOC_FREE || op == MT_OP_RALLOCX_FREE || op == MT_OP_XALLOCX_FREE;
+}
+
+static int on_free(mt_replay_t *r, const mt_event_t *ev)
+{
+    if (!ev->ptr) {
+        r->totals.ignored_events++;
+        return 0;
+    }
+    thread_t *th = thread_get(r, ev->tid); /* counted among the threads */
+    if (!th)
+        return -ENOMEM;
+    size_t i = block_slot(r, ev->ptr);
+    mt_block_t *b = &r->blocks[i];
+    if (!b->ptr) {
+        r->totals.unknown_frees++;
+        return 0;
+    }
+    mt_site_t *s = site_of(r, b->stack);
+    unlive(r, b);
+    s->frees++;
+    s->bytes_freed += b->size;
+    r->totals.frees++;
+    r->totals.bytes_freed += b->size;
+    if (!is_free_half(ev->op) && b->tid == ev->tid && th->has_alloc && th->last_seq == b->seq) {
+        s->temporary_allocations++;
+        s->temporary_bytes += b->size;
+        r->totals.temporary_allocations++;
+        r->totals.temporary_bytes += b->size;
+    }
+    block_remove(r, i);
+    return 0;
+}
+
+static int capture_sites(mt_replay_t *r, mt_snapshot_t *snap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i <= r->nsites; i++)
+        n += r->sites[i].live_allocations > 0;
+    if (!n)
+        return 0;
+    snap->sites = malloc(n * sizeof *snap->sites);
+    if (!snap->sites)
+        return -ENOMEM;
+    for (size_t i = 0; i <= r->nsites; i++) {
+        const mt_site_t *s = &r->sites[i];
+        if (s->live_allocations)
+            snap->sites[snap->nsites++] = (mt_snapshot_site_t){s->stack, s->live_bytes, s->live_allocations};
+    }
+    return 0;
+}
+
+static int on_marker(mt_replay_t *r, const mt_event_t *ev)
+{
+    if (r->nsnaps == r->snaps_cap) {
+        size_t cap = r->snaps_cap ? r->snaps_cap * 2 : 16;
+        mt_snapshot_t *ns = realloc(r->snaps, cap * sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        r->snaps = ns;
+        r->snaps_cap = cap;
+    }
+    const mt_trace_info_t *info = mt__trace_info(r->trace);
+    while (r->marker_cursor < info->nmarkers && info->markers[r->marker_cursor].seq < ev->seq)
+        r->marker_cursor++;
+    uint64_t time_ns;
+    if (r->marker_cursor < info->nmarkers && info->markers[r->marker_cursor].seq == ev->seq)
+        time_ns = info->markers[r->marker_cursor++].time_ns;
+    else
+        time_ns = mt__trace_time_of(r->trace, ev->seq);
+    mt_snapshot_t *snap = &r->snaps[r->nsnaps];
+    *snap = (mt_snapshot_t){
+        .label = ev->label,
+        .text = mt__trace_label(r->trace, ev->label),
+        .seq = ev->seq,
+        .time_ns = time_ns,
+        .tid = ev->tid,
+        .live_bytes = r->totals.live_bytes,
+        .live_allocations = r->totals.live_allocations,
+    };
+    if (r->opt.capture_sites && capture_sites(r, snap) < 0)
+        return -ENOMEM;
+    r->nsnaps++;
+    r->totals.markers++;
+    if (r->opt.on_marker)
+        return r->opt.on_marker(r->opt.marker_ctx, r, snap);
+    return 0;
+}
+
+/* ---- API ---- */
+
+/* Creates an engine for trace t; see replay.h. */
+mt_replay_t *mt__replay_new(const mt_trace_t *t, const mt_replay_options_t *opt)
+{
+    mt_replay_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->trace = t;
+    if (opt)
+        r->opt = *opt;
+    size_t nstacks = mt__trace_info(t)->nstacks;
+    r->nsites = nstacks;
+    r->sites = calloc(nstacks + 1, sizeof *r->sites);
+    r->blocks_cap = INITIAL_BLOCKS;
+    r->blocks = calloc(r->blocks_cap, sizeof *r->blocks);
+    r->threads_cap = INITIAL_THREADS;
+    r->threads = calloc(r->threads_cap, sizeof *r->threads);
+    if (!r->sites || !r->blocks || !r->threads)
+        goto fail;
+    for (size_t i = 0; i < nstacks; i++)
+        r->sites[i].stack = (uint32_t)i;
+    r->sites[nstacks].stack = MT_REPLAY_NO_STACK;
+    return r;
+fail:
+    mt__replay_free(r);
+    return NULL;
+}
+
+/* Applies one event; see replay.h. */
+int mt__replay_feed(mt_replay_t *r, const mt_event_t *ev)
+{
+    if (ev->op == MT_EV_MARKER)
+        return on_marker(r, ev);
+    if (mt_op_allocates(ev->op)) {
+        r->totals.events++;
+        return on_alloc(r, ev);
+    }
+    if (mt_op_frees(ev->op)) {
+        r->totals.events++;
+        return on_free(r, ev);
+    }
+    r->totals.ignored_events++;
+    return 0;
+}
+
+/* Settles the peak shares, leaks and peak time; see replay.h. */
+int mt__replay_finish(mt_replay_t *r)
+{
+    if (r->finished)
+        return 0;
+    for (size_t i = 0; i <= r->nsites; i++)
+        touch(r, &r->sites[i]);
+    mt_totals_t *t = &r->totals;
+    t->leaked_bytes = t->live_bytes;
+    t->leaked_allocations = t->live_allocations;
+    t->peak_time_ns = t->peak_bytes ? mt__trace_time_of(r->trace, t->peak_seq) : 0;
+    t->threads = r->threads_used;
+    r->finished = true;
+    return 0;
+}
+
+/* Replays a whole trace; see replay.h. */
+int mt__replay_run(mt_trace_t *t, const mt_replay_options_t *opt, mt_replay_t **out)
+{
+    int rc = -ENOMEM;
+    *out = NULL;
+    mt_replay_t *r = mt__replay_new(t, opt);
+    if (!r)
+        goto fail;
+    uint64_t total = mt__trace_info(t)->events;
+    uint64_t n = 0;
+    mt_event_t ev;
+    mt__trace_rewind(t);
+    while ((rc = mt__trace_next(t, &ev)) > 0) {
+        if ((rc = mt__replay_feed(r, &ev)) < 0)
+            goto fail;
+        if (r->opt.progress && ++n % PROGRESS_EVERY == 0)
+            r->opt.progress(r->opt.progress_ctx, n, total);
+    }
+    if (rc < 0)
+        goto fail;
+    if (r->opt.progress)
+        r->opt.progress(r->opt.progress_ctx, total, total);
+    mt__replay_finish(r);
+    *out = r;
+    return 0;
+fail:
+    mt__replay_free(r);
+    return rc;
+}
+
+/* Frees the engine; see replay.h. */
+void mt__replay_free(mt_replay_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nsnaps; i++)
+        free(r->snaps[i].sites);
+    free(r->snaps);
+    free(r->sites);
+    free(r->blocks);
+    free(r->threads);
+    free(r);
+}
+
+/* Returns the totals; see replay.h. */
+const mt_totals_t *mt__replay_totals(const mt_replay_t *r)
+{
+    return &r->totals;
+}
+
+/* Returns the sites array; see replay.h. */
+const mt_site_t *mt__replay_sites(const mt_replay_t *r, size_t *n)
+{
+    *n = r->nsites + 1;
+    return r->sites;
+}
+
+/* Returns one site by stack id; see replay.h. */
+const mt_site_t *mt__replay_site(const mt_replay_t *r, uint32_t stack)
+{
+    if (stack == MT_REPLAY_NO_STACK)
+        return &r->sites[r->nsites];
+    if (stack >= r->nsites)
+        return NULL;
+    return &r->sites[stack];
+}
+
+/* Returns the snapshots; see replay.h. */
+const mt_snapshot_t *mt__replay_snapshots(const mt_replay_t *r, size_t *n)
+{
+    *n = r->nsnaps;
+    return r->snaps;
+}
+
+/* Looks a live block up by address; see replay.h. */
+const mt_block_t *mt__replay_block(const mt_replay_t *r, uint64_t ptr)
+{
+    if (!ptr)
+        return NULL;
+    size_t i = block_slot(r, ptr);
+    return r->blocks[i].ptr ? &r->blocks[i] : NULL;
+}
+
+/* Visits the live blocks; see replay.h. */
+int mt__replay_foreach_live(const mt_replay_t *r, int (*fn)(void *ctx, const mt_block_t *b), void *ctx)
+{
+    for (size_t i = 0; i < r->blocks_cap; i++) {
+        if (!r->blocks[i].ptr)
+            continue;
+        int rc = fn(ctx, &r->blocks[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
