@@ -60,8 +60,12 @@ MT_HIDDEN void mt__config_load(void);
 /* Writes a message of n bytes to stderr, prefixed "memtrack: ". Never allocates. */
 MT_HIDDEN void mt__say(const char *msg);
 
-/* Same, with up to three strings concatenated. */
-MT_HIDDEN void mt__say3(const char *a, const char *b, const char *c);
+/* Writes one line to stderr: "memtrack: " and the n strings (NULLs skipped). */
+MT_HIDDEN void mt__sayv(const char *const *parts, size_t n);
+
+/* mt__sayv over its arguments: mt__say_all("cannot ", path, "; ..."). */
+#define mt__say_all(...) \
+    mt__sayv((const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
 
 /* mmap of anonymous private memory, with fault injection. NULL on failure. */
 MT_HIDDEN void *mt__os_map(size_t size);
@@ -69,9 +73,9 @@ MT_HIDDEN void *mt__os_map(size_t size);
 /* open(2) with fault injection; returns the fd or -errno. */
 MT_HIDDEN int mt__os_open(const char *path, int flags, mode_t mode);
 
-/* Writes all n bytes to fd, retrying short writes and EINTR, with fault
- * injection. Returns 0 or -errno. */
-MT_HIDDEN int mt__os_write_all(int fd, const void *buf, size_t n);
+/* Writes all n bytes to fd at offset off with pwrite(2), retrying short
+ * writes and EINTR, with fault injection. Returns 0 or -errno. */
+MT_HIDDEN int mt__os_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 
 /* Monotonic time in ns. */
 MT_HIDDEN uint64_t mt__os_now_ns(void);
@@ -229,7 +233,11 @@ MT_HIDDEN void mt__writer_wake(void);
 /* Waits until everything recorded so far is in the file, at most timeout_ms.
  * With final, also writes the END record, closes the file and stops the
  * writer thread; recording is over. Async-signal-safe. */
-MT_HIDDEN void mt__writer_flush(bool final, unsigned timeout_ms);
+/* What a flush is for: a plain one (a snapshot's marker must be on disk),
+ * the one before exec (also ends the trace, in case the exec succeeds), or
+ * the final one (ends the trace and stops the writer). */
+typedef enum mt_flush { MT_FLUSH_PLAIN, MT_FLUSH_EXEC, MT_FLUSH_FINAL } mt_flush_t;
+MT_HIDDEN void mt__writer_flush(mt_flush_t kind, unsigned timeout_ms);
 
 /* Asks the writer to place a snapshot marker now (from a signal handler or
  * the timer). Async-signal-safe. */

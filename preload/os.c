@@ -37,12 +37,11 @@ char *mt__os_utoa(uint64_t v, char *buf)
     return buf;
 }
 
-void mt__say3(const char *a, const char *b, const char *c)
+void mt__sayv(const char *const *parts, size_t count)
 {
-    char line[1024];
-    size_t n = 0;
-    const char *parts[] = {"memtrack: ", a, b, c};
-    for (size_t i = 0; i < 4; i++) {
+    char line[1024] = "memtrack: ";
+    size_t n = 10;
+    for (size_t i = 0; i < count; i++) {
         const char *s = parts[i];
         while (s && *s && n < sizeof line - 1)
             line[n++] = *s++;
@@ -56,7 +55,7 @@ void mt__say3(const char *a, const char *b, const char *c)
 
 void mt__say(const char *msg)
 {
-    mt__say3(msg, NULL, NULL);
+    mt__sayv(&msg, 1);
 }
 
 void *mt__os_map(size_t size)
@@ -78,13 +77,13 @@ int mt__os_open(const char *path, int flags, mode_t mode)
     return fd < 0 ? -errno : fd;
 }
 
-int mt__os_write_all(int fd, const void *buf, size_t n)
+int mt__os_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
 {
     const uint8_t *p = buf;
     if (inject(&write_calls, mt__config.fault_write))
         return -EIO;
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -93,6 +92,7 @@ int mt__os_write_all(int fd, const void *buf, size_t n)
         if (w == 0)
             return -EIO;
         p += w;
+        off += (uint64_t)w;
         n -= (size_t)w;
     }
     return 0;

@@ -32,7 +32,7 @@ void mt__process_disable(const char *why)
 {
     atomic_store(&mt__state, MT_STATE_OFF);
     if (why && !atomic_exchange(&disabled_said, 1))
-        mt__say3(why, "; recording stopped, the program continues unprofiled", "");
+        mt__say_all(why, "; recording stopped, the program continues unprofiled");
 }
 
 static void crash_handler(int sig, siginfo_t *si, void *uc)
@@ -40,7 +40,7 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
     (void)uc;
     int saved = errno;
     if (getpid() == mt__pid && atomic_load(&mt__state) == MT_STATE_ACTIVE)
-        mt__writer_flush(true, 2000);
+        mt__writer_flush(MT_FLUSH_FINAL, 2000);
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
@@ -124,14 +124,14 @@ void mt__process_before_exec(void)
 {
     if (getpid() != mt__pid || atomic_load(&mt__state) != MT_STATE_ACTIVE)
         return; /* a vfork child shares our memory: leave the parent's writer alone */
-    mt__writer_flush(false, 5000);
+    mt__writer_flush(MT_FLUSH_EXEC, 5000);
 }
 
 void mt__process_before_exit(void)
 {
     if (getpid() != mt__pid || atomic_load(&mt__state) != MT_STATE_ACTIVE)
         return;
-    mt__writer_flush(true, 5000);
+    mt__writer_flush(MT_FLUSH_FINAL, 5000);
 }
 
 void mt__process_start(void)
@@ -162,5 +162,5 @@ __attribute__((destructor)) static void process_stop(void)
 {
     if (getpid() != mt__pid || atomic_load(&mt__state) != MT_STATE_ACTIVE)
         return;
-    mt__writer_flush(true, 10000);
+    mt__writer_flush(MT_FLUSH_FINAL, 10000);
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@
 static _Atomic uint32_t wake_word;
 static _Atomic uint64_t flush_req, flush_done;
 static _Atomic int stop_req;
+static _Atomic int exec_req;
 static _Atomic int running;
 static _Atomic uint32_t snapshot_req;
 
@@ -48,8 +50,15 @@ static uint32_t label_slots[LABEL_SLOTS]; /* id + 1 */
 static _Atomic uint32_t label_count;
 static mt_arena_t label_arena;
 
-/* Writer only. */
+/* Writer only. The trace is written with pwrite at out_off, through a
+ * descriptor moved high (programs reuse low numbers freely) and checked by
+ * device and inode before every write, so that a program that closed it or
+ * put a file of its own at its number never gets trace bytes. */
+#define OUT_FD_MIN 1000
 static int out_fd = -1;
+static uint64_t out_off;
+static dev_t out_dev;
+static ino_t out_ino;
 static char out_path[4096 + 32];
 static uint8_t *out;
 static size_t out_len;
@@ -132,20 +141,67 @@ out:
 
 /* ---- output buffer ---- */
 
+static const char *reason(int err)
+{
+    const char *r = strerrordesc_np(err);
+    return r ? r : "unknown error";
+}
+
 static void fail_write(int err)
 {
     if (write_failed)
         return;
     write_failed = true;
-    mt__say3("cannot write the trace ", out_path, "; recording stopped");
-    mt__say3("  reason: ", strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error", "");
+    mt__say_all("cannot write the trace ", out_path, " (", reason(err), "); recording stopped");
     mt__process_disable(NULL);
+}
+
+/* Moves fd to a number at or above OUT_FD_MIN when the limit allows, closing
+ * the old one. Returns the descriptor to use. */
+static int move_high(int fd)
+{
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, OUT_FD_MIN);
+    if (high < 0)
+        return fd;
+    close(fd);
+    return high;
+}
+
+/* Returns true when out_fd still refers to the trace file, reopening the
+ * file by its path when the program closed the descriptor or put a file of
+ * its own at its number (a shell's exec 5>FILE, a fork child closing every
+ * descriptor before exec). */
+static bool out_fd_valid(void)
+{
+    struct stat st;
+    if (out_fd >= 0 && fstat(out_fd, &st) == 0 && st.st_dev == out_dev && st.st_ino == out_ino)
+        return true;
+    /* Not ours any more: never close it, it may be the program's now. */
+    int fd = mt__os_open(out_path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    if (fstat(fd, &st) != 0 || st.st_dev != out_dev || st.st_ino != out_ino) {
+        close(fd);
+        return false;
+    }
+    out_fd = move_high(fd);
+    return true;
+}
+
+static int out_write(const void *buf, size_t n)
+{
+    if (!out_fd_valid())
+        return -EBADF;
+    int rc = mt__os_pwrite_all(out_fd, buf, n, out_off);
+    if (rc == 0)
+        out_off += n;
+    return rc;
 }
 
 static void out_flush(void)
 {
     if (out_len && !write_failed) {
-        int rc = mt__os_write_all(out_fd, out, out_len);
+        int rc = out_write(out, out_len);
         if (rc < 0)
             fail_write(-rc);
     }
@@ -435,25 +491,28 @@ static void *writer_main(void *arg)
         uint32_t w = atomic_load_explicit(&wake_word, memory_order_acquire);
         uint64_t req = atomic_load(&flush_req);
         int stop = atomic_load(&stop_req);
+        int exec = atomic_exchange(&exec_req, 0);
         round_once();
+        if (exec && !stop) {
+            /* The image is about to be replaced: end the trace now. Should
+             * the exec fail, later records and a later END follow. */
+            emit_end();
+            out_flush();
+        }
         if (stop) {
             /* A last pass for what producers pushed while the state changed. */
             round_once();
             emit_end();
             out_flush();
-            close(out_fd);
+            if (out_fd_valid())
+                close(out_fd);
             out_fd = -1;
-            atomic_store(&running, 0);
-            atomic_store(&flush_done, req);
-            futex_wake((_Atomic uint32_t *)&flush_done);
-            return NULL;
+            break;
         }
+        if (write_failed)
+            break;
         atomic_store(&flush_done, req);
         futex_wake((_Atomic uint32_t *)&flush_done);
-        if (write_failed) {
-            atomic_store(&running, 0);
-            return NULL;
-        }
         if (atomic_load(&flush_req) != req || atomic_load(&stop_req))
             continue;
         uint64_t wait_ns = 10000000ull;
@@ -466,13 +525,20 @@ static void *writer_main(void *arg)
             syscall(SYS_futex, &wake_word, FUTEX_WAIT_PRIVATE, w, &ts, NULL, 0);
         }
     }
+    /* Release every flusher, including those that asked after req. */
+    atomic_store(&running, 0);
+    atomic_store(&flush_done, UINT64_MAX);
+    futex_wake((_Atomic uint32_t *)&flush_done);
+    return NULL;
 }
 
-void mt__writer_flush(bool final, unsigned timeout_ms)
+void mt__writer_flush(mt_flush_t kind, unsigned timeout_ms)
 {
     if (!atomic_load(&running) || mt__writer_is_self())
         return;
-    if (final) {
+    if (kind == MT_FLUSH_EXEC)
+        atomic_store(&exec_req, 1);
+    if (kind == MT_FLUSH_FINAL) {
         atomic_store(&mt__state, MT_STATE_DONE);
         atomic_store(&stop_req, 1);
     }
@@ -481,7 +547,7 @@ void mt__writer_flush(bool final, unsigned timeout_ms)
     uint64_t deadline = mt__os_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     for (;;) {
         uint64_t done = atomic_load(&flush_done);
-        if (done >= req)
+        if (done >= req || !atomic_load(&running))
             break;
         uint64_t now = mt__os_now_ns();
         if (now >= deadline)
@@ -567,6 +633,9 @@ static int create_output(const char *exe)
             append(out_path, sizeof out_path, &n, base + ext);
         }
         int fd = mt__os_open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        struct stat st;
+        if (fd == -EEXIST && lstat(out_path, &st) == 0 && S_ISLNK(st.st_mode))
+            return -ELOOP; /* never follow, and never step around, a planted link */
         if (fd != -EEXIST)
             return fd;
     }
@@ -601,7 +670,7 @@ static int write_header(bool forked, uint64_t fork_seq, const char *exe, size_t 
     h.header_size = (uint32_t)(p - out);
     memcpy(out, &h, sizeof h);
     out_len = h.header_size;
-    int rc = mt__os_write_all(out_fd, out, out_len);
+    int rc = out_write(out, out_len);
     out_len = 0;
     return rc;
 }
@@ -621,12 +690,19 @@ int mt__writer_start(bool forked, uint64_t fork_seq)
     start_ns = mt__os_now_ns();
     rc = create_output(exe);
     if (rc < 0) {
-        mt__say3("cannot create the trace file ", out_path[0] ? out_path : mt__config.output,
-                 "; the program runs unprofiled");
-        mt__say3("  reason: ", strerrordesc_np(-rc) ? strerrordesc_np(-rc) : "unknown error", "");
+        mt__say_all("cannot create the trace file ", out_path[0] ? out_path : mt__config.output, " (",
+                    rc == -ELOOP ? "it is a symbolic link" : reason(-rc), "); the program runs unprofiled");
         return rc;
     }
-    out_fd = rc;
+    struct stat st;
+    out_off = 0;
+    out_fd = move_high(rc);
+    if (fstat(out_fd, &st) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    out_dev = st.st_dev;
+    out_ino = st.st_ino;
     rc = write_header(forked, fork_seq, exe, (size_t)exe_len);
     if (rc < 0)
         goto fail;
@@ -637,7 +713,12 @@ int mt__writer_start(bool forked, uint64_t fork_seq)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     atomic_store(&running, 1);
     atomic_store(&stop_req, 0);
-    rc = -pthread_create(&writer_thread, NULL, writer_main, NULL);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* Detached: nobody joins it, and its end must free what it holds. */
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = -pthread_create(&writer_thread, &attr, writer_main, NULL);
+    pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc < 0) {
         atomic_store(&running, 0);
@@ -645,7 +726,7 @@ int mt__writer_start(bool forked, uint64_t fork_seq)
     }
     return 0;
 fail:
-    mt__say3("cannot start recording into ", out_path, "; the program runs unprofiled");
+    mt__say_all("cannot start recording into ", out_path, " (", reason(-rc), "); the program runs unprofiled");
     close(out_fd);
     unlink(out_path);
     out_fd = -1;
@@ -661,6 +742,7 @@ void mt__writer_after_fork(void)
     out_fd = -1;
     atomic_store(&running, 0);
     atomic_store(&stop_req, 0);
+    atomic_store(&exec_req, 0);
     atomic_store(&flush_req, 0);
     atomic_store(&flush_done, 0);
     atomic_store(&snapshot_req, 0);
