@@ -98,6 +98,27 @@ $(BUILD)/targets/%: tests/targets/%.cc
 targets: $(TARGET_BIN)
 tests: $(TEST_BIN) targets
 
+# ---- Record tests: the plugin target and the ring unit test (begin) ----
+# libmtplugin.so is the shared library plugin_host dlopens. test_ring links
+# the preload objects directly (all but hooks.o, which defines malloc), so
+# it can drive the rings and the writer thread without LD_PRELOAD.
+MT_PLUGIN_SRC := $(wildcard tests/targets/plugin/*.c)
+MT_RING_TEST_OBJ := $(addprefix $(BUILD)/obj/preload/,ring.o writer.o os.o config.o modules.o unwind.o process.o)
+
+$(BUILD)/targets/libmtplugin.so: $(MT_PLUGIN_SRC)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(MT_TARGET_CFLAGS) -shared -fPIC -o $@ $(MT_PLUGIN_SRC)
+
+targets: $(BUILD)/targets/libmtplugin.so
+
+$(BUILD)/tests/preload/test_ring: $(BUILD)/obj/tests/preload/test_ring.o $(MT_RING_TEST_OBJ) \
+		$(TEST_COMMON_OBJ) $(ANALYZER_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(MT_ANALYZER_LIBS) $(MT_TEST_LIBS) -lunwind -ldl -pthread
+# ---- Record tests (end) ----
+
 # The README's test command: builds everything and runs every test binary.
 test: all tests
 	$(Q)tools/run-tests $(BUILD)

@@ -2,3 +2,4 @@
 # TARGET_EXTRA_<name> adds compiler flags, TARGET_LIBS_<name> libraries.
 TARGET_LIBS_jemalloc_user := -ljemalloc
 TARGET_LIBS_plugin_host := -ldl
+TARGET_LIBS_criterion_suite := -lcriterion
