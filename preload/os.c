@@ -60,10 +60,19 @@ void mt__say(const char *msg)
 
 void *mt__os_map(size_t size)
 {
-    if (inject(&mmap_calls, mt__config.fault_mmap))
-        return NULL;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    static _Atomic int failure_said;
+    void *p = MAP_FAILED;
+    if (!inject(&mmap_calls, mt__config.fault_mmap))
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED)
+        return p;
+    /* Every caller copes (the data is dropped and counted, or recording
+     * stops); the user hears about it once, whichever caller it was. */
+    if (!atomic_exchange(&failure_said, 1)) {
+        char n[24];
+        mt__say_all("cannot map ", mt__os_utoa(size, n), " bytes of memory; what is recorded from here on may be incomplete");
+    }
+    return NULL;
 }
 
 int mt__os_open(const char *path, int flags, mode_t mode)

@@ -224,7 +224,8 @@ uint32_t mt__ring_intern_stack(mt_ring_t *r, const uint64_t *frames, uint32_t de
         i = (i + 1) & r->st_mask;
     }
     uint32_t id = atomic_load_explicit(&r->st_count, memory_order_relaxed);
-    if (id >= MT_STACK_BLOCK * MT_STACK_BLOCKS)
+    /* A table that could not grow must never fill up: the probe above would not end. */
+    if (id >= MT_STACK_BLOCK * MT_STACK_BLOCKS || (uint64_t)(id + 1) * 4 > (uint64_t)r->st_mask * 3)
         return UINT32_MAX;
     mt_stack_entry_t ***block = &r->st_blocks[id / MT_STACK_BLOCK];
     if (!*block && !(*block = mt__arena_alloc(&r->arena, MT_STACK_BLOCK * sizeof(void *))))

@@ -308,7 +308,8 @@ static void emit_stack(uint32_t gid, const mt_stack_entry_t *e)
 static uint32_t global_stack(const mt_stack_entry_t *e)
 {
     if (!gslots || (gstack_count + 1) * 2 > gmask) {
-        if (!gtable_grow() && !gslots)
+        /* A table that could not grow must never fill up: the probe would not end. */
+        if (!gtable_grow() && (!gslots || (uint64_t)(gstack_count + 1) * 4 > (uint64_t)gmask * 3))
             return UINT32_MAX;
     }
     uint32_t i = (uint32_t)e->hash & gmask;
