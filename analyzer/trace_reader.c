@@ -660,12 +660,10 @@ int mt__record_open(const char *path, mt_record_iter_t **out, char *err, size_t 
     }
     it->fd = -1;
     it->path = strdup(path);
-    it->buf = malloc(READ_BUF_SIZE);
-    if (!it->path || !it->buf) {
+    if (!it->path) {
         r = errorf(it->err, path, -ENOMEM, "out of memory");
         goto fail;
     }
-    it->cap = READ_BUF_SIZE;
     it->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (it->fd < 0 || fstat(it->fd, &st)) {
         int e = errno;
@@ -677,6 +675,13 @@ int mt__record_open(const char *path, mt_record_iter_t **out, char *err, size_t 
         goto fail;
     }
     it->size = (uint64_t)st.st_size;
+    /* A small trace needs no more buffer than its size. */
+    it->cap = it->size && it->size < READ_BUF_SIZE ? (size_t)it->size : READ_BUF_SIZE;
+    it->buf = malloc(it->cap);
+    if (!it->buf) {
+        r = errorf(it->err, path, -ENOMEM, "out of memory");
+        goto fail;
+    }
     if ((r = read_header(it)))
         goto fail;
     *out = it;
