@@ -144,3 +144,48 @@ clean:
 
 -include $(PRELOAD_OBJ:.o=.d) $(ANALYZER_OBJ:.o=.d) $(BUILD)/obj/analyzer/main.d \
 	$(TEST_COMMON_OBJ:.o=.d) $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.d)
+
+# ---- Hardening: sanitizer builds and fuzzing (begin) ----
+# `make asan`, `make ubsan` and `make tsan` build the analyzer, its unit tests
+# and the ring test (which links the preload objects itself) with a sanitizer
+# into build-<name>/ and run them there. The LD_PRELOAD end-to-end suites are
+# not built there (ASan and TSan own malloc themselves); suites that record a
+# real trace do it with the plain build's library and targets, which
+# MEMTRACK_TEST_BUILD points them to. `make fuzz` builds every
+# tests/fuzz/fuzz_*.c with clang and libFuzzer into build-fuzz/ and runs each
+# for FUZZ_SECONDS (tools/fuzz records the seed corpus first).
+MT_SAN_UNIT_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/analyzer/test_*.c)) \
+	$(BUILD)/tests/preload/test_ring
+MT_SAN_asan := -fsanitize=address -fno-omit-frame-pointer
+MT_SAN_ubsan := -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+MT_SAN_tsan := -fsanitize=thread
+MT_SAN_ENV_asan := ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1
+MT_SAN_ENV_ubsan := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+MT_SAN_ENV_tsan := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+.PHONY: fuzz fuzzers san-unit-tests
+san-unit-tests: $(CLI) $(MT_SAN_UNIT_BIN)
+
+asan ubsan tsan: all targets
+	$(Q)$(MAKE) --no-print-directory BUILD=build-$@ CFLAGS="-O1 -g $(MT_SAN_$@)" \
+		LDFLAGS="$(MT_SAN_$@)" san-unit-tests
+	$(Q)MEMTRACK_TEST_BUILD=$(abspath $(BUILD)) $(MT_SAN_ENV_$@) tools/run-tests build-$@
+
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang-14
+MT_FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+MT_FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzzers: $(MT_FUZZERS:%=$(BUILD)/fuzz/%)
+
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(TEST_COMMON_OBJ) $(ANALYZER_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(MT_ANALYZER_LIBS) -pthread
+
+fuzz: all targets
+	$(Q)tools/install-deps --fuzz
+	$(Q)$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) \
+		CFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(MT_FUZZ_SAN)" LDFLAGS="$(MT_FUZZ_SAN)" fuzzers
+	$(Q)tools/fuzz $(BUILD) build-fuzz $(FUZZ_SECONDS) $(MT_FUZZERS)
+# ---- Hardening (end) ----

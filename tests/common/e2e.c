@@ -31,6 +31,20 @@ const char *mt_e2e_build_dir(void)
     static char dir[PATH_MAX];
     if (dir[0])
         return dir;
+    /* Sanitizer builds record with the plain build's library and targets. */
+    const char *env = getenv("MEMTRACK_TEST_BUILD");
+    if (env && *env) {
+        snprintf(dir, sizeof dir, "%s", env);
+        return dir;
+    }
+    return mt_e2e_own_build_dir();
+}
+
+const char *mt_e2e_own_build_dir(void)
+{
+    static char dir[PATH_MAX];
+    if (dir[0])
+        return dir;
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0)
@@ -53,8 +67,8 @@ const char *mt_e2e_preload_path(void)
     const char *build = mt_e2e_build_dir();
     if (!build)
         return NULL;
-    if (!path[0])
-        snprintf(path, sizeof path, "%s/libmemtrack.so", build);
+    if (!path[0] && snprintf(path, sizeof path, "%s/libmemtrack.so", build) >= (int)sizeof path)
+        return NULL;
     return path;
 }
 
@@ -343,6 +357,13 @@ int mt_e2e_run(mt_e2e_run_t *run, char *const argv[], const mt_e2e_opts_t *opts)
         if (chdir(run->dir) != 0)
             _exit(126);
         setrlimit(RLIMIT_CORE, &no_core);
+        if (o->limit_as) {
+            struct rlimit as = {o->limit_as, o->limit_as};
+            if (setrlimit(RLIMIT_AS, &as) != 0)
+                _exit(126);
+        }
+        if (o->timeout_s)
+            alarm(o->timeout_s);
         fd = open("/dev/null", O_RDONLY);
         if (fd >= 0 && fd != 0) {
             dup2(fd, 0);

@@ -38,6 +38,8 @@ typedef struct mt_e2e_opts {
                                variables of the same name; a bare "NAME" removes it */
     const char *dir;        /* run in this existing directory instead of a fresh one
                                (not removed by mt_e2e_run_free) */
+    uint64_t limit_as;      /* RLIMIT_AS of the child in bytes, 0 for none */
+    unsigned timeout_s;     /* the child gets SIGALRM after this many seconds, 0 for never */
 } mt_e2e_opts_t;
 
 /* The result of one run. */
@@ -54,9 +56,15 @@ typedef struct mt_e2e_run {
     size_t ntraces;
 } mt_e2e_run_t;
 
-/* Returns the build directory (the test binary's grandparent's parent), or
- * NULL when /proc/self/exe cannot be read. The string is static. */
+/* Returns the build directory (the test binary's grandparent's parent, or
+ * $MEMTRACK_TEST_BUILD when set: sanitizer builds record with the plain
+ * build's library and targets), or NULL when /proc/self/exe cannot be read.
+ * The string is static. */
 const char *mt_e2e_build_dir(void);
+
+/* Returns the build directory the test binary itself was built in, whatever
+ * MEMTRACK_TEST_BUILD says (static string), or NULL. */
+const char *mt_e2e_own_build_dir(void);
 
 /* Returns the absolute path of BUILD/libmemtrack.so (static string), or NULL. */
 const char *mt_e2e_preload_path(void);
