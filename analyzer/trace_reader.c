@@ -60,6 +60,24 @@ static int errorf(char *err, const char *path, int code, const char *fmt, ...)
     return code;
 }
 
+/* Copies the n bytes of a string field into a NUL-terminated string cut at
+ * its first NUL. Unlike strndup it never looks past the n bytes, which may
+ * end the read buffer. Returns NULL when out of memory. */
+static char *copy_str(const void *s, size_t n)
+{
+    const char *nul = memchr(s, '\0', n);
+    char *out;
+
+    if (nul)
+        n = (size_t)(nul - (const char *)s);
+    out = malloc(n + 1);
+    if (out) {
+        memcpy(out, s, n);
+        out[n] = '\0';
+    }
+    return out;
+}
+
 static void copy_error(char *err, size_t errlen, const char *msg)
 {
     if (err && errlen)
@@ -631,7 +649,7 @@ static int read_header(mt_record_iter_t *it)
     f = (fields_t){h, h + n, it, sizeof(mt_trace_header_t), "header"};
     if ((r = field_str(&f, "exe_path", &s, &len)))
         return r;
-    it->exe = strndup((const char *)s, len);
+    it->exe = copy_str(s, len);
     if ((r = field_str(&f, "cmdline", &s, &len)))
         return r;
     it->command = join_args(s, len);
@@ -945,7 +963,7 @@ static int load_module(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *r
     t->modules = p;
     m = &t->modules[t->info.nmodules];
     memset(m, 0, sizeof *m);
-    m->path = strndup(rec->u.module.path, rec->u.module.path_len);
+    m->path = copy_str(rec->u.module.path, rec->u.module.path_len);
     if (!m->path)
         return out_of_memory(it);
     if (rec->u.module.build_id_len) {
@@ -1026,7 +1044,7 @@ static int load_label(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *re
     char *text;
     void *p;
 
-    text = strndup(rec->u.label.text, rec->u.label.text_len);
+    text = copy_str(rec->u.label.text, rec->u.label.text_len);
     if (!text)
         return out_of_memory(it);
     if (idmap_get(&t->label_ids, rec->u.label.id, &i)) {
