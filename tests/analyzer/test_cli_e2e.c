@@ -11,9 +11,11 @@
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <pty.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "e2e.h"
@@ -320,6 +322,64 @@ Test(dump_cmd, prints_every_record_kind_of_a_real_trace, .timeout = 60)
     run_memtrack(&r, run.dir, missing);
     cr_expect_eq(r.exit_code, 2);
     cr_expect_eq(mt_e2e_count_lines(r.stderr_path), 1);
+    mt_e2e_run_free(&r);
+    mt_e2e_run_free(&run);
+}
+
+/* ---- colours ---- */
+
+/* Runs memtrack report TRACE with stdout and stderr on a pseudo-terminal,
+ * NO_COLOR set to no_color (NULL: unset), and returns what it printed. */
+static char *report_on_a_terminal(const char *trace, const char *no_color)
+{
+    int master;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    cr_assert(pid >= 0, "forkpty failed");
+    if (pid == 0) {
+        if (no_color)
+            setenv("NO_COLOR", no_color, 1);
+        else
+            unsetenv("NO_COLOR");
+        execl(memtrack_path(), memtrack_path(), "report", trace, (char *)NULL);
+        _exit(127);
+    }
+    size_t len = 0, cap = 1 << 16;
+    char *text = malloc(cap);
+    for (;;) {
+        ssize_t n = read(master, text + len, cap - len - 1);
+        if (n <= 0)
+            break; /* EIO once the child closed the terminal */
+        len += (size_t)n;
+        if (len + 1 == cap)
+            text = realloc(text, cap *= 2);
+    }
+    text[len] = '\0';
+    int status;
+    waitpid(pid, &status, 0);
+    close(master);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "report on a terminal failed: %s", text);
+    return text;
+}
+
+Test(report_e2e, colours_appear_on_a_terminal_only_without_no_color, .timeout = 60)
+{
+    mt_e2e_run_t run;
+    record(&run, "demo", 1);
+    char *colour = report_on_a_terminal(run.traces[0], NULL);
+    char *plain = report_on_a_terminal(run.traces[0], "1");
+    cr_expect(strstr(colour, "\033["), "no colour on a terminal");
+    cr_expect(strstr(colour, "remember_name"));
+    cr_expect(!strstr(plain, "\033["), "colour despite NO_COLOR");
+    cr_expect(strstr(plain, "remember_name"));
+    free(colour);
+    free(plain);
+    /* Not a terminal: no colour either. */
+    const char *args[] = {"report", run.traces[0], NULL};
+    mt_e2e_run_t r;
+    run_memtrack(&r, run.dir, args);
+    char *out = read_or_fail(r.stdout_path);
+    cr_expect(!strstr(out, "\033["), "colour in a file");
+    free(out);
     mt_e2e_run_free(&r);
     mt_e2e_run_free(&run);
 }
