@@ -6,7 +6,8 @@
  * sawtooth queue), and calls memtrack_snapshot after each. Its sizes and
  * counts are known by construction, so the JSON of leaks and diff is
  * checked exactly. batch_signal checks the snapshot signal (chained to the
- * program's own handler) and the interval timer. The diff across builds
+ * handler the program installs after memtrack's) and the interval timer
+ * (markers at least the interval apart; no assertion on how many). The diff across builds
  * compiles two copies of batch_patterns.c in two temporary directories,
  * the second with its lines shifted, and checks that every site matches.
  */
@@ -26,11 +27,18 @@
 
 /* ---- helpers ---- */
 
-static void run_target(mt_e2e_run_t *run, const mt_e2e_opts_t *opts, const char *name, const char *arg)
+/* Runs a target with one or two arguments (arg2 may be NULL); it must exit 0. */
+static void run_target2(mt_e2e_run_t *run, const mt_e2e_opts_t *opts, const char *name, const char *arg,
+                        const char *arg2)
 {
-    int rc = mt_e2e_run_target(run, opts, name, arg, NULL);
+    int rc = mt_e2e_run_target(run, opts, name, arg, arg2, NULL);
     cr_assert_eq(rc, 0, "cannot run %s: %s", name, strerror(-rc));
     cr_assert_eq(run->exit_code, 0, "%s exited with %d", name, run->exit_code);
+}
+
+static void run_target(mt_e2e_run_t *run, const mt_e2e_opts_t *opts, const char *name, const char *arg)
+{
+    run_target2(run, opts, name, arg, NULL);
 }
 
 /* Runs BUILD/memtrack with args (NULL-terminated) and returns its stdout;
@@ -375,4 +383,78 @@ Test(diff_e2e, two_builds_in_different_directories_match_by_symbols)
     mt_e2e_remove_tree(new_dir);
     free(old_dir);
     free(new_dir);
+}
+
+/* ---- marking points without changing the program ---- */
+
+/* Counts the trace's markers labelled label and checks that their times
+ * are at least gap_ns apart. */
+static size_t markers_labelled(const char *path, const char *label, uint64_t gap_ns)
+{
+    mt_e2e_trace_t tr;
+    cr_assert_eq(mt_e2e_trace_open(&tr, path), 0, "%s", tr.err);
+    size_t n = 0;
+    uint64_t last = 0;
+    for (size_t i = 0; i < tr.info->nmarkers; i++) {
+        const char *text = mt__trace_label(tr.t, tr.info->markers[i].label);
+        if (!text || strcmp(text, label))
+            continue;
+        if (n)
+            cr_expect_geq(tr.info->markers[i].time_ns - last, gap_ns, "markers %zu ns apart",
+                          (size_t)(tr.info->markers[i].time_ns - last));
+        last = tr.info->markers[i].time_ns;
+        n++;
+    }
+    mt_e2e_trace_close(&tr);
+    return n;
+}
+
+Test(snapshot_markers, the_signal_places_a_marker_and_chains_the_programs_handler)
+{
+    mt_e2e_run_t run;
+    const char *env[] = {"MEMTRACK_SNAPSHOT_SIGNAL=SIGUSR2", NULL};
+    mt_e2e_opts_t o = {.capture_stdout = true, .env = env};
+    run_target(&run, &o, "batch_signal", "3");
+    char *out = mt_e2e_read_file(run.stdout_path, NULL);
+    cr_expect_str_eq(out, "own=yes handled=3\n");
+    free(out);
+    cr_assert_eq(run.ntraces, 1);
+    cr_expect_eq(markers_labelled(run.traces[0], "signal", 0), 3);
+    /* Each marker comes after the allocation made before its raise. */
+    cJSON *doc = memtrack_json((const char *[]){"report", "--json", run.traces[0], NULL});
+    const cJSON *snaps = item(doc, "snapshots");
+    cr_assert_eq(cJSON_GetArraySize(snaps), 3);
+    cr_expect_eq(num(cJSON_GetArrayItem(snaps, 0), "tid"), 0);
+    cr_expect_geq(num(cJSON_GetArrayItem(snaps, 2), "live_allocations"), 3);
+    cJSON_Delete(doc);
+    mt_e2e_run_free(&run);
+}
+
+Test(snapshot_markers, without_the_setting_the_signal_is_the_programs_alone)
+{
+    mt_e2e_run_t with, without;
+    mt_e2e_opts_t o = {.capture_stdout = true};
+    run_target(&with, &o, "batch_signal", "2");
+    o.no_preload = true;
+    run_target(&without, &o, "batch_signal", "2");
+    char *a = mt_e2e_read_file(with.stdout_path, NULL), *b = mt_e2e_read_file(without.stdout_path, NULL);
+    cr_expect_str_eq(a, "own=yes handled=2\n");
+    cr_expect_str_eq(b, "own=yes handled=2\n");
+    cr_expect_eq(markers_labelled(with.traces[0], "signal", 0), 0);
+    free(a);
+    free(b);
+    mt_e2e_run_free(&with);
+    mt_e2e_run_free(&without);
+}
+
+Test(snapshot_markers, the_interval_timer_places_markers_at_least_that_far_apart)
+{
+    mt_e2e_run_t run;
+    const char *env[] = {"MEMTRACK_SNAPSHOT_INTERVAL_MS=5", NULL};
+    mt_e2e_opts_t o = {.capture_stdout = true, .env = env};
+    run_target2(&run, &o, "batch_signal", "0", "30"); /* runs at least 60 ms */
+    cr_assert_eq(run.ntraces, 1);
+    size_t n = markers_labelled(run.traces[0], "interval", 5000000);
+    cr_expect_geq(n, 1, "no interval marker in a run of at least 60 ms");
+    mt_e2e_run_free(&run);
 }
