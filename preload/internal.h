@@ -14,6 +14,7 @@
 #ifndef MT_PRELOAD_INTERNAL_H
 #define MT_PRELOAD_INTERNAL_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -270,5 +271,12 @@ MT_HIDDEN void mt__process_before_exit(void);
 
 /* Turns recording off after an internal failure, saying why once. */
 MT_HIDDEN void mt__process_disable(const char *why);
+
+/* Called by the sigaction and signal hooks. When sig is the snapshot signal
+ * and memtrack's handler is installed, the program's act (NULL: none)
+ * becomes the handler memtrack chains to, its previous one goes to *old
+ * (when not NULL), the kernel keeps memtrack's handler, and it returns 1.
+ * Otherwise returns 0 and the hook calls the real function. */
+MT_HIDDEN int mt__snapshot_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
 #endif /* MT_PRELOAD_INTERNAL_H */
