@@ -240,8 +240,9 @@ MT_HIDDEN void mt__writer_wake(void);
 typedef enum mt_flush { MT_FLUSH_PLAIN, MT_FLUSH_EXEC, MT_FLUSH_FINAL } mt_flush_t;
 MT_HIDDEN void mt__writer_flush(mt_flush_t kind, unsigned timeout_ms);
 
-/* Asks the writer to place a snapshot marker now (from a signal handler or
- * the timer). Async-signal-safe. */
+/* Places a snapshot marker labelled "signal" at this point of the global
+ * order (it takes its sequence number now); the writer writes it on its
+ * next round. Async-signal-safe. */
 MT_HIDDEN void mt__writer_request_snapshot(void);
 
 /* Returns the id of label text, interning it, or UINT32_MAX. */

@@ -420,12 +420,16 @@ Test(snapshot_markers, the_signal_places_a_marker_and_chains_the_programs_handle
     free(out);
     cr_assert_eq(run.ntraces, 1);
     cr_expect_eq(markers_labelled(run.traces[0], "signal", 0), 3);
-    /* Each marker comes after the allocation made before its raise. */
+    /* Each marker lands exactly where its signal came: after the block
+     * allocated before its raise, before the next one. */
     cJSON *doc = memtrack_json((const char *[]){"report", "--json", run.traces[0], NULL});
     const cJSON *snaps = item(doc, "snapshots");
     cr_assert_eq(cJSON_GetArraySize(snaps), 3);
     cr_expect_eq(num(cJSON_GetArrayItem(snaps, 0), "tid"), 0);
-    cr_expect_geq(num(cJSON_GetArrayItem(snaps, 2), "live_allocations"), 3);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(num(cJSON_GetArrayItem(snaps, i), "live_allocations"), i + 1, "snapshot %d", i);
+        cr_expect_eq(num(cJSON_GetArrayItem(snaps, i), "live_bytes"), 40 * (i + 1), "snapshot %d", i);
+    }
     cJSON_Delete(doc);
     mt_e2e_run_free(&run);
 }
