@@ -11,7 +11,8 @@
 #define MT_COMMAND_MAP(X)                                                   \
     X(run, "run a program under memtrack and print its trace path(s)")     \
     X(report, "where memory goes: totals and top sites, text or JSON")      \
-    X(dump, "print a trace's raw records, for debugging the format")
+    X(dump, "print a trace's raw records, for debugging the format")     \
+    X(check, "check traces against memory budgets; exit 1 when one is exceeded")
 
 #define MT_COMMAND_DECLARE(name, summary) int mt_cmd_##name(int argc, char **argv);
 MT_COMMAND_MAP(MT_COMMAND_DECLARE)
