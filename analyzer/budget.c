@@ -557,6 +557,7 @@ int mt__budget_parse(const char *text, size_t len, mt_budget_set_t *out, char *e
     cJSON *root = cJSON_ParseWithLengthOpts(p.text, p.len, &end, false);
     if (!root) {
         size_t off = end && end >= p.text && end <= p.text + p.len ? (size_t)(end - p.text) : 0;
+        off = skip_ws(&p, off); /* cJSON stops before the whitespace it was about to skip */
         if (off >= p.len)
             return fail_at(&p, p.len, "malformed JSON: the file ends too early");
         char near[16];
