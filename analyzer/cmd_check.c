@@ -836,7 +836,10 @@ int mt_cmd_check(int argc, char **argv)
         goto done;
     mt_budget_eval_options_t eo = {.merge = opt.merge, .suppressions = &opt.suppressions};
     if ((rc = mt__budget_evaluate(&ck.set, ck.traces, ck.syms, ck.ntraces, &eo, &ck.res, err, sizeof err)) < 0) {
-        fprintf(stderr, "memtrack: %s: %s\n", rc == -EINVAL ? opt.budget_path : "check", err);
+        if (rc == -EINVAL)
+            fprintf(stderr, "memtrack: %s: %s\n", opt.budget_path, err);
+        else
+            fprintf(stderr, "memtrack: %s\n", err);
         goto done;
     }
     if (opt.update) {
