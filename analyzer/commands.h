@@ -13,7 +13,8 @@
     X(report, "where memory goes: totals and top sites, text or JSON")      \
     X(dump, "print a trace's raw records, for debugging the format")       \
     X(diff, "per-site growth between two snapshots or two runs")           \
-    X(leaks, "live at exit, and sites that grow from snapshot to snapshot")
+    X(leaks, "live at exit, and sites that grow from snapshot to snapshot") \
+    X(check, "check traces against memory budgets; exit 1 when one is exceeded")
 
 #define MT_COMMAND_DECLARE(name, summary) int mt_cmd_##name(int argc, char **argv);
 MT_COMMAND_MAP(MT_COMMAND_DECLARE)
