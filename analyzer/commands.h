@@ -12,6 +12,7 @@
     X(run, "run a program under memtrack and print its trace path(s)")     \
     X(report, "where memory goes: totals and top sites, text or JSON")      \
     X(dump, "print a trace's raw records, for debugging the format")        \
+    X(html, "one self-contained HTML page: timeline, flame graph, tables")  \
     X(flamegraph, "folded stacks for flamegraph.pl, inferno, speedscope")   \
     X(massif, "the heap over time in valgrind massif's format (ms_print)") \
     X(timeline, "the live heap over time as CSV")

@@ -457,7 +457,8 @@ static int index_grow(mt_tree_t *t)
         return -ENOMEM;
     for (size_t i = 1; i < t->n; i++) {
         const mt_tree_node_t *nd = &t->nodes[i];
-        size_t j = node_hash(nd->parent, nd->name, nd->file, nd->line) & (cap - 1);
+        size_t j = node_hash(nd->parent, nd->name, t->by_line ? nd->file : NULL, t->by_line ? nd->line : 0) &
+                   (cap - 1);
         while (ni[j])
             j = (j + 1) & (cap - 1);
         ni[j] = (uint32_t)i + 1;
@@ -523,17 +524,18 @@ void mt__tree_free(mt_tree_t *t)
 static long child(mt_tree_t *t, uint32_t parent, const char *name, const char *file, uint32_t line,
                   uint64_t address)
 {
-    if (!t->by_line) {
-        file = NULL;
-        line = 0;
-    }
+    /* Without by_line, a node keeps the location of its first call site
+     * but frames of one function merge whatever their line. */
+    const char *kfile = t->by_line ? file : NULL;
+    uint32_t kline = t->by_line ? line : 0;
     if ((t->n + 1) * 2 > t->index_cap && index_grow(t) < 0)
         return -ENOMEM;
     size_t mask = t->index_cap - 1;
-    size_t j = node_hash(parent, name, file, line) & mask;
+    size_t j = node_hash(parent, name, kfile, kline) & mask;
     while (t->index[j]) {
         const mt_tree_node_t *nd = &t->nodes[t->index[j] - 1];
-        if (nd->parent == parent && nd->line == line && !strcmp(nd->name, name) && same_str(nd->file, file))
+        if (nd->parent == parent && !strcmp(nd->name, name) &&
+            (!t->by_line || (nd->line == line && same_str(nd->file, file))))
             return t->index[j] - 1;
         j = (j + 1) & mask;
     }

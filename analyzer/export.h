@@ -158,7 +158,8 @@ typedef struct mt_tree {
     size_t n, cap;
     uint32_t *index;        /* open addressing over (parent, name, file, line): node + 1 */
     size_t index_cap;
-    bool by_line;           /* nodes differ by file and line, not only by name */
+    bool by_line;           /* nodes differ by file and line, not only by name (else a
+                               node keeps its first call site's file and line) */
     bool inverted;          /* innermost frame first (massif), else outermost first */
 } mt_tree_t;
 

@@ -295,7 +295,7 @@ Test(exports, bad_input_gives_one_line_and_exit_2)
     cr_assert(f);
     fputs("this is not a memtrack trace, only text long enough to fill a header and more.\n", f);
     fclose(f);
-    const char *cmds[] = {"flamegraph", "massif", "timeline"};
+    const char *cmds[] = {"flamegraph", "massif", "timeline", "html"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         cli_t r = memtrack(NULL, (const char *[]){cmds[i], "-o", "/nonexistent/dir/out", trace, NULL});
         expect_one_line(&r, "/nonexistent/dir/out");
