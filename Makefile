@@ -47,7 +47,7 @@ LIB := $(BUILD)/libmemtrack.so
 CLI := $(BUILD)/memtrack
 ANALYZER_LIB := $(BUILD)/libmtanalyzer.a
 
-.PHONY: all test check demo install clean bench asan ubsan tsan targets tests
+.PHONY: all test check demo install install-check clean bench asan ubsan tsan targets tests
 all: $(LIB) $(CLI)
 
 $(BUILD)/obj/preload/%.o: preload/%.c
@@ -125,9 +125,17 @@ $(BUILD)/tests/preload/test_ring: $(BUILD)/obj/tests/preload/test_ring.o $(MT_RI
 $(BUILD)/obj/analyzer/html_assets.o: $(wildcard analyzer/html/*)
 # ---- HTML report (end) ----
 
-# The README's test command: builds everything and runs every test binary.
+# The README's test command: builds everything, runs every test binary and
+# checks that an installed copy works.
 test: all tests
 	$(Q)tools/run-tests $(BUILD)
+	$(Q)$(MAKE) -s install-check
+
+# Installs into BUILD/install-check and runs the installed memtrack there.
+install-check: all targets
+	$(Q)rm -rf $(BUILD)/install-check
+	$(Q)$(MAKE) -s install PREFIX=$(abspath $(BUILD))/install-check >/dev/null
+	$(Q)tools/check-install $(abspath $(BUILD))/install-check $(BUILD)
 
 check: test
 
