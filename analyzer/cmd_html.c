@@ -25,6 +25,7 @@
 #include "commands.h"
 #include "export.h"
 #include "html_assets.h"
+#include "snapshots.h"
 
 #define MAX_POINTS 4000
 #define RANGE_BUCKETS 200
@@ -33,6 +34,7 @@
 #define SITES_PER_METRIC 150
 #define STACK_FRAMES_SHOWN 24
 #define MAX_RANGE_ENTRIES 60000
+#define MAX_LEAK_CANDIDATES 100
 
 static void usage(FILE *f)
 {
@@ -367,6 +369,29 @@ static void put_frame_text(sb_t *b, const mt_frame_t *f)
     sb_json_str(b, text);
 }
 
+/* Writes a stack's name fields: its headline function, file, line and
+ * module, and its frames from the headline outwards as text. */
+static void put_ident(html_t *h, const mt_frame_t *f, size_t nf)
+{
+    sb_t *b = &h->b;
+    size_t hl = nf ? mt__headline(f, nf, &h->wrappers) : 0;
+    char name[512];
+    sb_kstr(b, "fn", nf ? mt__frame_name(&f[hl], name, sizeof name) : "[unknown stack]");
+    sb_kstr(b, "file", nf ? f[hl].file : NULL);
+    sb_u64(b, "line", nf ? f[hl].line : 0);
+    sb_kstr(b, "module", nf ? f[hl].module : NULL);
+    sb_key(b, "stack");
+    sb_puts(b, "[");
+    size_t shown = 0;
+    for (size_t j = hl; j < nf && shown < STACK_FRAMES_SHOWN; j++) {
+        if (mt__frame_is_memtrack(&f[j]))
+            continue;
+        sb_sep(b, shown++);
+        put_frame_text(b, &f[j]);
+    }
+    sb_puts(b, "]");
+}
+
 static int put_sites(html_t *h)
 {
     sb_t *b = &h->b;
@@ -428,28 +453,14 @@ static int put_sites(html_t *h)
         h->site_of_stack[idx] = (long)row;
         sb_sep(b, row++);
         sb_puts(b, "{");
-        size_t hl = nf ? mt__headline(f, nf, &h->wrappers) : 0;
-        char name[512];
-        sb_kstr(b, "fn", nf ? mt__frame_name(&f[hl], name, sizeof name) : "[unknown stack]");
-        sb_kstr(b, "file", nf ? f[hl].file : NULL);
-        sb_u64(b, "line", nf ? f[hl].line : 0);
-        sb_kstr(b, "module", nf ? f[hl].module : NULL);
+        put_ident(h, f, nf);
         sb_u64(b, "peak", refs[i].v[MT_METRIC_PEAK]);
         sb_u64(b, "leaked", refs[i].v[MT_METRIC_LEAKED]);
         sb_u64(b, "leaked_blocks", refs[i].v[MT_METRIC_LEAKED] ? s->live_allocations : 0);
         sb_u64(b, "allocations", s->allocations);
         sb_u64(b, "bytes", s->bytes_allocated);
         sb_u64(b, "temporary", s->temporary_allocations);
-        sb_key(b, "stack");
-        sb_puts(b, "[");
-        size_t shown = 0;
-        for (size_t j = hl; j < nf && shown < STACK_FRAMES_SHOWN; j++) {
-            if (mt__frame_is_memtrack(&f[j]))
-                continue;
-            sb_sep(b, shown++);
-            put_frame_text(b, &f[j]);
-        }
-        sb_puts(b, "]}");
+        sb_puts(b, "}");
     }
     sb_puts(b, "]");
     free(refs);
@@ -461,6 +472,68 @@ static long site_row(const html_t *h, uint32_t stack)
 {
     size_t idx = stack < h->x->nstacks ? stack : h->x->nstacks;
     return h->site_of_stack[idx];
+}
+
+/* The leak candidates of the snapshots (snapshots.h): each with its shape,
+ * its numbers and its live bytes at every kept snapshot. */
+static int put_leaks(html_t *h)
+{
+    sb_t *b = &h->b;
+    mt_leak_analysis_t *a = NULL;
+    int rc = mt__leaks_analyze(h->x->trace, NULL, &a);
+    sb_key(b, "leaks");
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        fprintf(stderr, "memtrack: %s: warning: no leak candidates: %s\n", h->x->path, mt__trace_error(h->x->trace));
+        sb_puts(b, "null");
+        return 0;
+    }
+    sb_puts(b, "{");
+    sb_u64(b, "snapshots", a->nsnapshots);
+    sb_u64(b, "points", a->npoints);
+    sb_u64(b, "warmup", a->opt.warmup);
+    sb_key(b, "labels");
+    sb_puts(b, "[");
+    for (size_t i = 0; i < a->npoints; i++) {
+        sb_sep(b, i);
+        const char *text = a->snaps[a->point_snapshot[i]].text;
+        sb_json_str(b, text ? text : "");
+    }
+    sb_puts(b, "]");
+    sb_u64(b, "candidates_total", a->ncandidates);
+    sb_key(b, "candidates");
+    sb_puts(b, "[");
+    for (size_t i = 0; i < a->ncandidates && i < MAX_LEAK_CANDIDATES && rc == 0; i++) {
+        const mt_site_series_t *ss = &a->sites[i];
+        const mt_frame_t *f;
+        size_t nf;
+        if ((rc = mt__export_frames(h->x, ss->stack, &f, &nf)) < 0)
+            break;
+        sb_sep(b, i);
+        sb_puts(b, "{");
+        put_ident(h, f, nf);
+        sb_kstr(b, "shape", mt__shape_name(ss->stats.shape));
+        sb_kstr(b, "shape_text", mt__shape_description(ss->stats.shape));
+        sb_key(b, "confidence");
+        sb_printf(b, "%.3f", ss->stats.confidence);
+        sb_key(b, "growth_bytes");
+        sb_printf(b, "%" PRId64, ss->stats.growth_bytes);
+        sb_key(b, "growth_per_snapshot");
+        sb_printf(b, "%.1f", ss->stats.growth_per_snapshot);
+        sb_u64(b, "intervals", ss->stats.intervals);
+        sb_u64(b, "intervals_grown", ss->stats.intervals_grown);
+        sb_key(b, "series");
+        sb_puts(b, "[");
+        for (size_t k = 0; k < a->npoints; k++) {
+            sb_sep(b, k);
+            sb_printf(b, "%" PRIu64, ss->live_bytes[k]);
+        }
+        sb_puts(b, "]}");
+    }
+    sb_puts(b, "]}");
+    mt__leaks_free(a);
+    return rc;
 }
 
 static void put_range(html_t *h)
@@ -515,6 +588,8 @@ static int build_data(html_t *h)
         rc = put_sites(h);
     if (rc == 0)
         put_range(h);
+    if (rc == 0)
+        rc = put_leaks(h);
     sb_key(b, "budgets");
     sb_puts(b, "null");
     sb_puts(b, "}");

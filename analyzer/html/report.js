@@ -543,7 +543,7 @@
     const t = $('leaks-table');
     const leaks = D.sites.map((s, i) => i).filter((i) => D.sites[i].leaked > 0).sort((p, q) => D.sites[q].leaked - D.sites[p].leaked);
     $('leaks-note').textContent = leaks.length
-      ? 'Sites whose blocks are still live when the program ends (the default libc and ld.so suppressions applied). ' +
+      ? 'Sites with blocks still live when the program ends (the default libc and ld.so suppressions applied). ' +
         'The sparkline is the site\u2019s live heap over the run: a line that only climbs is a leak; one that levels off may be a cache.'
       : 'No leak candidates: every block the program allocated was freed (or suppressed).';
     if (!leaks.length) { t.replaceChildren(); return; }
@@ -558,6 +558,42 @@
     t.replaceChildren(el('thead', {}, el('tr', {}, el('th', { scope: 'col', text: 'Function' }), el('th', { scope: 'col', text: 'Location' }),
       el('th', { scope: 'col', class: 'num', text: 'Leaked' }), el('th', { scope: 'col', class: 'num', text: 'Blocks' }),
       el('th', { scope: 'col', text: 'Live over time' }))), tb);
+  }
+
+  /* The classifier's leak candidates (snapshots.h): sites whose live heap
+   * grows from snapshot to snapshot, with that series as a sparkline. */
+  function drawCandidates() {
+    const t = $('candidates-table');
+    const L = D.leaks;
+    const note = $('candidates-note');
+    if (!L) { note.textContent = 'Leak candidates are not available for this trace.'; t.replaceChildren(); return; }
+    if (L.points < 3) {
+      note.textContent = `Leak candidates need at least three snapshots (this run has ${L.snapshots}): ` +
+        'mark batches with memtrack_snapshot() or MEMTRACK_SNAPSHOT_SIGNAL / MEMTRACK_SNAPSHOT_INTERVAL_MS. ' +
+        'What is still live at exit is listed below.';
+      t.replaceChildren();
+      return;
+    }
+    note.textContent = L.candidates.length
+      ? `Sites whose live heap grows across the ${L.points} snapshots analyzed (of ${L.snapshots}) and never gives it back. ` +
+        'The sparkline is the site\u2019s live bytes at each snapshot.'
+      : `No site grows across the ${L.points} snapshots analyzed: no leak candidate.`;
+    if (!L.candidates.length) { t.replaceChildren(); return; }
+    const tb = el('tbody');
+    L.candidates.forEach((c) => {
+      const first = c.series[0] || 0; const last = c.series[c.series.length - 1] || 0;
+      const label = `${c.fn}: live bytes at ${c.series.length} snapshots, from ${fmtBytes(first)} to ${fmtBytes(last)}`;
+      tb.append(el('tr', {}, fnCell(c), el('td', { class: 'loc', text: where(c.file, c.line) }),
+        el('td', { text: c.shape, title: c.shape_text }),
+        el('td', { class: 'num', title: `${fmtCount(c.growth_bytes)} B`, text: `+${fmtBytes(c.growth_bytes)}` }),
+        el('td', { class: 'num', text: `${c.intervals_grown} of ${c.intervals}` }),
+        el('td', { class: 'num', text: c.confidence.toFixed(2) }),
+        el('td', {}, sparkline(c.series, label))));
+    });
+    t.replaceChildren(el('thead', {}, el('tr', {}, el('th', { scope: 'col', text: 'Function' }), el('th', { scope: 'col', text: 'Location' }),
+      el('th', { scope: 'col', text: 'Shape' }), el('th', { scope: 'col', class: 'num', text: 'Growth' }),
+      el('th', { scope: 'col', class: 'num', text: 'Intervals grown' }), el('th', { scope: 'col', class: 'num', text: 'Confidence' }),
+      el('th', { scope: 'col', text: 'Live at each snapshot' }))), tb);
   }
 
   function drawBudgets() {
@@ -609,6 +645,8 @@
     r.leaked_frames = $('flame').querySelectorAll('.frame').length;
     r.site_rows = $('sites-table').querySelectorAll('tbody tr').length;
     r.leak_functions = [...$('leaks-table').querySelectorAll('tbody .fn-name')].map((e) => e.textContent);
+    r.candidate_functions = [...$('candidates-table').querySelectorAll('tbody .fn-name')].map((e) => e.textContent);
+    r.candidate_sparklines = $('candidates-table').querySelectorAll('svg.spark polyline').length;
     r.sparklines = $('leaks-table').querySelectorAll('svg.spark polyline').length;
     const preset = $('tl-preset');
     if (preset.options.length > 1) { preset.value = '1'; preset.dispatchEvent(new Event('change')); }
@@ -627,6 +665,7 @@
   drawFlame();
   drawSites();
   $('sites-more').addEventListener('click', () => { sitesState.all = !sitesState.all; drawSites(); });
+  drawCandidates();
   drawLeaks();
   drawBudgets();
   drawFooter();

@@ -214,6 +214,8 @@ Test(html, demo_page_draws_zooms_on_click_and_lists_the_leak_in_chromium, .timeo
     cr_expect_geq(num(r, "leaked_frames"), 2);
     cr_expect_geq(num(r, "site_rows"), 3);
     cr_expect(array_has(r, "leak_functions", "remember_name"), "the leak table misses remember_name");
+    /* No snapshots: no candidates from the classifier, and the page says why instead. */
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "candidate_functions")), 0);
     cr_expect_geq(num(r, "sparklines"), 1);
     cr_expect(strstr(str(r, "range_text"), "still live"), "%s", str(r, "range_text"));
     expect_clean(r);
@@ -232,6 +234,25 @@ Test(html, snapshots_are_labeled_marks_on_the_timeline_in_chromium, .timeout = 1
     cr_expect(array_has(r, "leak_functions", "leak_node"));
     /* The first preset range, start to "setup", holds the table: allocated and still live. */
     cr_expect(!strncmp(str(r, "range_text"), "1000 B in 1 blocks allocated between", 36), "%s", str(r, "range_text"));
+    expect_clean(r);
+    cJSON_Delete(r);
+    page_free(&pg);
+}
+
+Test(html, leak_candidates_of_the_snapshots_have_sparklines_in_chromium, .timeout = 180)
+{
+    const char *chromium = chromium_or_skip();
+    page_t pg;
+    make_page(&pg, "batch_patterns");
+    cJSON *r = self_test(&pg, chromium);
+    /* batch_patterns: keep_forever's make_entry leaks every batch, leak_sometimes every 5th;
+     * the cache, the queue and the scratch buffers are not leaks. */
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "candidate_functions");
+    cr_expect_eq(cJSON_GetArraySize(c), 2);
+    cr_expect(array_has(r, "candidate_functions", "make_entry"));
+    cr_expect(array_has(r, "candidate_functions", "leak_sometimes"));
+    cr_expect_eq(num(r, "candidate_sparklines"), 2);
+    cr_expect_eq(num(r, "timeline_snapshot_marks"), 20);
     expect_clean(r);
     cJSON_Delete(r);
     page_free(&pg);
