@@ -14,6 +14,7 @@
     X(dump, "print a trace's raw records, for debugging the format")       \
     X(diff, "per-site growth between two snapshots or two runs")           \
     X(leaks, "live at exit, and sites that grow from snapshot to snapshot") \
+    X(check, "check traces against memory budgets; exit 1 when one is exceeded") \
     X(html, "one self-contained HTML page: timeline, flame graph, tables")  \
     X(flamegraph, "folded stacks for flamegraph.pl, inferno, speedscope")   \
     X(massif, "the heap over time in valgrind massif's format (ms_print)") \

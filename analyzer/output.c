@@ -9,14 +9,6 @@
 
 #define FUNCTION_MAX 48
 
-/* Adds an exact unsigned integer; see output.h. */
-bool mt__json_u64(cJSON *obj, const char *name, uint64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
-    return cJSON_AddRawToObject(obj, name, buf) != NULL;
-}
-
 /* Adds an exact signed integer; see output.h. */
 bool mt__json_i64(cJSON *obj, const char *name, int64_t v)
 {
@@ -25,44 +17,20 @@ bool mt__json_i64(cJSON *obj, const char *name, int64_t v)
     return cJSON_AddRawToObject(obj, name, buf) != NULL;
 }
 
-/* Adds a string or null; see output.h. */
-bool mt__json_str(cJSON *obj, const char *name, const char *s)
-{
-    return (s ? cJSON_AddStringToObject(obj, name, s) : cJSON_AddNullToObject(obj, name)) != NULL;
-}
-
-static bool json_line(cJSON *obj, const char *name, uint32_t line)
-{
-    return line ? mt__json_u64(obj, name, line) : cJSON_AddNullToObject(obj, name) != NULL;
-}
-
-static bool json_hex(cJSON *obj, const char *name, uint64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-    return cJSON_AddStringToObject(obj, name, buf) != NULL;
-}
-
 /* Adds the headline's fields and the stack; see output.h. */
 bool mt__json_site_frames(cJSON *obj, const mt_frame_t *frames, size_t n, size_t headline)
 {
     const mt_frame_t *h = n ? &frames[headline] : NULL;
     if (!mt__json_str(obj, "function", h ? h->function : NULL) || !mt__json_str(obj, "file", h ? h->file : NULL) ||
-        !json_line(obj, "line", h ? h->line : 0) || !mt__json_str(obj, "module", h ? h->module : NULL))
+        !mt__json_line(obj, "line", h ? h->line : 0) || !mt__json_str(obj, "module", h ? h->module : NULL))
         return false;
     cJSON *stack = cJSON_AddArrayToObject(obj, "stack");
     if (!stack)
         return false;
     for (size_t i = 0; i < n; i++) {
-        const mt_frame_t *f = &frames[i];
-        cJSON *o = cJSON_CreateObject();
+        cJSON *o = mt__json_frame(&frames[i]);
         if (!o || !cJSON_AddItemToArray(stack, o))
             return cJSON_Delete(o), false;
-        if (!mt__json_str(o, "function", f->function) || !mt__json_str(o, "file", f->file) ||
-            !json_line(o, "line", f->line) || !mt__json_str(o, "module", f->module) ||
-            !json_hex(o, "address", f->address) || !json_hex(o, "offset", f->offset) ||
-            !cJSON_AddBoolToObject(o, "inlined", f->inlined))
-            return false;
     }
     return true;
 }

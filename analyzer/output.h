@@ -15,12 +15,9 @@
 
 #include "replay.h"
 
-/* Adds an exact unsigned (or signed) integer member. Returns false when out of memory. */
-bool mt__json_u64(cJSON *obj, const char *name, uint64_t v);
+/* Adds an exact signed integer member (mt__json_u64 and the other JSON
+ * helpers are in replay.h). Returns false when out of memory. */
 bool mt__json_i64(cJSON *obj, const char *name, int64_t v);
-
-/* Adds a string member, or null for NULL. Returns false when out of memory. */
-bool mt__json_str(cJSON *obj, const char *name, const char *s);
 
 /* Adds "function", "file", "line" (null when unknown) and "module" of the
  * headline frame (null for all when there is none), then "stack": every
