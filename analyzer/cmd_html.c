@@ -24,6 +24,7 @@
 
 #include "commands.h"
 #include "export.h"
+#include "budget.h"
 #include "html_assets.h"
 #include "snapshots.h"
 
@@ -45,6 +46,7 @@ static void usage(FILE *f)
                "\n"
                "  -o, --output FILE      write to FILE instead of standard output\n"
                "  --title TEXT           the page's title (default: the program's name)\n"
+               "  --budget FILE          add the results of this budget file (docs/ci.md)\n"
                "  --no-default-suppressions  count one-time libc/ld.so allocations as leaks too\n"
                "  -h, --help             print this help\n"
                "\n"
@@ -165,7 +167,17 @@ typedef struct html {
     mt_patterns_t wrappers;
     long *site_of_stack;   /* index in the sites table per stack id (+1 for no stack), or -1 */
     const char *title;
+    const char *budget_path;
+    const mt_budget_set_t *budgets; /* NULL without --budget */
 } html_t;
+
+/* What the command passes to write_html. */
+typedef struct html_args {
+    const char *title;
+    const char *budget_path;
+    mt_budget_set_t budgets;
+    bool have_budgets;
+} html_args_t;
 
 static void put_process(html_t *h)
 {
@@ -573,6 +585,84 @@ static void put_range(html_t *h)
     sb_puts(b, "}");
 }
 
+static void put_scope(sb_t *b, const mt_budget_t *bu)
+{
+    char text[1024];
+    size_t n = 0;
+    text[0] = '\0';
+    if (bu->region == MT_BUDGET_FROM_TO)
+        n += (size_t)snprintf(text + n, sizeof text - n, "from \"%s\" to \"%s\"", bu->from, bu->to);
+    else if (bu->region == MT_BUDGET_BETWEEN)
+        n += (size_t)snprintf(text + n, sizeof text - n, "between \"%s\" snapshots", bu->between);
+    else
+        n += (size_t)snprintf(text + n, sizeof text - n, "whole run");
+    const char *keys[] = {"function", "file", "module"};
+    const char *globs[] = {bu->function, bu->file, bu->module};
+    for (int i = 0; i < 3 && n < sizeof text; i++)
+        if (globs[i])
+            n += (size_t)snprintf(text + n, sizeof text - n, ", %s %s", keys[i], globs[i]);
+    sb_kstr(b, "scope", text);
+}
+
+/* The results of the budget file, as `memtrack check` computes them. */
+static int put_budgets(html_t *h)
+{
+    sb_t *b = &h->b;
+    sb_key(b, "budgets");
+    if (!h->budgets) {
+        sb_puts(b, "null");
+        return 0;
+    }
+    mt_budget_results_t res;
+    char err[512];
+    mt_budget_eval_options_t eo = {.suppressions = &h->x->suppressions};
+    int rc = mt__budget_evaluate(h->budgets, &h->x->trace, &h->x->sym, 1, &eo, &res, err, sizeof err);
+    if (rc < 0) {
+        if (rc != -ENOMEM)
+            fprintf(stderr, "memtrack: %s: %s\n", h->budget_path, err);
+        return rc == -ENOMEM ? rc : -EINVAL;
+    }
+    sb_puts(b, "{");
+    sb_kstr(b, "file", h->budget_path);
+    sb_key(b, "all_passed");
+    sb_puts(b, res.all_passed ? "true" : "false");
+    sb_key(b, "results");
+    sb_puts(b, "[");
+    for (size_t i = 0; i < res.n && rc == 0; i++) {
+        const mt_budget_result_t *r = &res.items[i];
+        const mt_budget_t *bu = &h->budgets->items[r->budget];
+        sb_sep(b, i);
+        sb_puts(b, "{");
+        sb_kstr(b, "name", bu->name);
+        put_scope(b, bu);
+        sb_kstr(b, "metric", mt__budget_metric_name(r->metric));
+        sb_key(b, "is_size");
+        sb_puts(b, mt__budget_metric_is_size(r->metric) ? "true" : "false");
+        sb_u64(b, "limit", r->limit);
+        sb_u64(b, "measured", r->measured);
+        sb_key(b, "passed");
+        sb_puts(b, r->passed ? "true" : "false");
+        sb_u64(b, "intervals", r->intervals);
+        sb_key(b, "sites");
+        sb_puts(b, "[");
+        for (size_t k = 0; k < r->nsites; k++) {
+            const mt_frame_t *f;
+            size_t nf;
+            if ((rc = mt__export_frames(h->x, r->sites[k].stack, &f, &nf)) < 0)
+                break;
+            sb_sep(b, k);
+            sb_puts(b, "{");
+            put_ident(h, f, nf);
+            sb_u64(b, "value", r->sites[k].value);
+            sb_puts(b, "}");
+        }
+        sb_puts(b, "]}");
+    }
+    sb_puts(b, "]}");
+    mt__budget_results_free(&res);
+    return rc;
+}
+
 static int build_data(html_t *h)
 {
     sb_t *b = &h->b;
@@ -590,8 +680,8 @@ static int build_data(html_t *h)
         put_range(h);
     if (rc == 0)
         rc = put_leaks(h);
-    sb_key(b, "budgets");
-    sb_puts(b, "null");
+    if (rc == 0)
+        rc = put_budgets(h);
     sb_puts(b, "}");
     if (rc == 0 && b->oom)
         rc = -ENOMEM;
@@ -641,7 +731,9 @@ static void fill_template(FILE *out, const html_t *h)
 
 static int write_html(FILE *out, mt_export_t *x, void *ctx)
 {
-    html_t h = {.x = x, .title = ctx};
+    html_args_t *args = ctx;
+    html_t h = {.x = x, .title = args->title, .budget_path = args->budget_path,
+                .budgets = args->have_budgets ? &args->budgets : NULL};
     char title[256];
     if (!h.title) {
         const char *exe = x->info->exe && *x->info->exe ? x->info->exe : "program";
@@ -666,25 +758,42 @@ int mt_cmd_html(int argc, char **argv)
     static const struct option longopts[] = {
         {"output", required_argument, NULL, 'o'},
         {"title", required_argument, NULL, 't'},
+        {"budget", required_argument, NULL, 'b'},
         {"no-default-suppressions", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     mt_export_options_t xo = {.max_points = MAX_POINTS, .range_buckets = RANGE_BUCKETS};
     const char *output = NULL;
-    char *title = NULL;
-    int c;
+    html_args_t args = {0};
+    char err[512];
+    int c, status;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': output = optarg; break;
-        case 't': title = optarg; break;
+        case 't': args.title = optarg; break;
+        case 'b':
+            if (args.have_budgets)
+                mt__budget_set_free(&args.budgets);
+            args.have_budgets = false;
+            if (mt__budget_load(optarg, &args.budgets, err, sizeof err) < 0) {
+                fprintf(stderr, "memtrack: %s\n", err);
+                return MT_EXIT_BAD_INPUT;
+            }
+            args.have_budgets = true;
+            args.budget_path = optarg;
+            break;
         case 'S': xo.no_default_suppressions = true; break;
-        case 'h': usage(stdout); return MT_EXIT_OK;
-        case ':': return mt__export_bad_usage("html", "%s needs a value", argv[optind - 1]);
-        default: return mt__export_bad_usage("html", "unknown option '%s'", argv[optind - 1]);
+        case 'h': status = MT_EXIT_OK; usage(stdout); goto done;
+        case ':': status = mt__export_bad_usage("html", "%s needs a value", argv[optind - 1]); goto done;
+        default: status = mt__export_bad_usage("html", "unknown option '%s'", argv[optind - 1]); goto done;
         }
     }
-    return mt__export_main("html", argc, argv, optind, output, &xo, write_html, title);
+    status = mt__export_main("html", argc, argv, optind, output, &xo, write_html, &args);
+done:
+    if (args.have_budgets)
+        mt__budget_set_free(&args.budgets);
+    return status;
 }

@@ -111,10 +111,11 @@ int mt__export_main(const char *cmd, int argc, char **argv, int first, const cha
         return status;
     if (mt__export_load(&x, argv[first], opt) < 0)
         goto done;
-    if (write(out, &x, ctx) < 0) {
+    int rc = write(out, &x, ctx);
+    if (rc == -ENOMEM)
         fprintf(stderr, "memtrack: out of memory\n");
+    if (rc < 0)
         goto done;
-    }
     status = MT_EXIT_OK;
 done:
     if (mt__export_close_output(out, output) < 0)

@@ -121,7 +121,8 @@ int mt__export_bad_usage(const char *cmd, const char *fmt, ...) __attribute__((f
  * -EIO on a write error. */
 int mt__export_close_output(FILE *out, const char *path);
 
-/* Writes an export of x to out; returns 0 or a negative code (-ENOMEM). */
+/* Writes an export of x to out; returns 0, -ENOMEM, or another negative
+ * code after printing its own one-line message. */
 typedef int (*mt_export_write_fn)(FILE *out, mt_export_t *x, void *ctx);
 
 /* The end of every export command, once its options are parsed (argv[first]

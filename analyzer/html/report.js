@@ -598,17 +598,27 @@
 
   function drawBudgets() {
     const box = $('budgets');
-    if (!D.budgets) {
-      box.replaceChildren(el('p', { class: 'na', text: 'Budget results are not available in this report.' }));
+    const B = D.budgets;
+    if (!B) {
+      box.replaceChildren(el('p', { class: 'na', text: 'No budget file was given: memtrack html --budget FILE TRACE adds the results of memtrack check (docs/ci.md) here.' }));
       return;
     }
+    const fmtV = (r, v) => (r.is_size ? `${fmtBytes(v)}` : fmtCount(v));
     const tb = el('tbody');
-    D.budgets.results.forEach((r) => {
-      tb.append(el('tr', {}, el('td', { text: r.name }), el('td', { class: 'num', text: r.limit }), el('td', { class: 'num', text: r.actual }),
-        el('td', { class: r.ok ? 'ok' : 'fail', text: r.ok ? 'within budget' : 'over budget' })));
+    B.results.forEach((r) => {
+      const top = r.sites.map((s) => `${s.fn} (${where(s.file, s.line)}): ${fmtV(r, s.value)}`).join('\n');
+      tb.append(el('tr', {}, el('td', { text: r.name }), el('td', { text: r.scope }), el('td', { class: 'mono', text: r.metric }),
+        el('td', { class: 'num', title: fmtCount(r.limit), text: fmtV(r, r.limit) }),
+        el('td', { class: 'num', title: fmtCount(r.measured), text: fmtV(r, r.measured) }),
+        el('td', { class: r.passed ? 'ok budget-result' : 'fail budget-result', text: r.passed ? 'PASS' : 'FAIL' }),
+        el('td', {}, r.sites.length ? el('details', {}, el('summary', { text: r.sites[0].fn }), el('pre', { text: top })) : '')));
     });
-    box.replaceChildren(el('table', {}, el('thead', {}, el('tr', {}, el('th', { text: 'Budget' }), el('th', { class: 'num', text: 'Limit' }),
-      el('th', { class: 'num', text: 'Actual' }), el('th', { text: 'Result' }))), tb));
+    box.replaceChildren(el('p', { class: B.all_passed ? 'ok' : 'fail', text: B.all_passed
+      ? `Every budget of ${B.file} holds.` : `Some budgets of ${B.file} are exceeded.` }),
+    el('div', { class: 'table-wrap' }, el('table', { id: 'budgets-table' }, el('thead', {}, el('tr', {}, el('th', { scope: 'col', text: 'Budget' }),
+      el('th', { scope: 'col', text: 'Scope' }), el('th', { scope: 'col', text: 'Metric' }), el('th', { scope: 'col', class: 'num', text: 'Limit' }),
+      el('th', { scope: 'col', class: 'num', text: 'Measured' }), el('th', { scope: 'col', text: 'Result' }),
+      el('th', { scope: 'col', text: 'Top sites' }))), tb)));
   }
 
   function drawFooter() {
@@ -651,6 +661,8 @@
     const preset = $('tl-preset');
     if (preset.options.length > 1) { preset.value = '1'; preset.dispatchEvent(new Event('change')); }
     r.range_text = $('range-result').textContent.slice(0, 200);
+    r.budget_results = [...document.querySelectorAll('#budgets-table tbody tr')].map((tr) =>
+      `${tr.cells[0].textContent} ${tr.cells[2].textContent} ${tr.querySelector('.budget-result').textContent}`);
     r.resources = performance.getEntriesByType('resource').map((e) => e.name);
     r.errors = errors;
     document.body.append(el('pre', { id: 'mt-selftest', text: JSON.stringify(r) }));

@@ -313,5 +313,8 @@ Test(exports, bad_input_gives_one_line_and_exit_2)
     cli_t r = memtrack(NULL, (const char *[]){"flamegraph", "--metric", "bogus", trace, NULL});
     expect_one_line(&r, "bogus");
     cli_free(&r);
+    r = memtrack(NULL, (const char *[]){"html", "--budget", "/nonexistent/budget.json", "-o", "/dev/null", trace, NULL});
+    expect_one_line(&r, "/nonexistent/budget.json");
+    cli_free(&r);
     mt_e2e_run_free(&run);
 }

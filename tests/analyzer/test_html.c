@@ -58,8 +58,8 @@ typedef struct page {
     size_t len;
 } page_t;
 
-/* Records target and writes its HTML report with extra memtrack args. */
-static void make_page(page_t *pg, const char *target)
+/* Records target and writes its HTML report, with a budget file when budget is not NULL. */
+static void make_page_with(page_t *pg, const char *target, const char *budget)
 {
     cr_assert_eq(mt_e2e_run_target(&pg->run, NULL, target, NULL), 0);
     cr_assert_eq(pg->run.exit_code, 0);
@@ -67,7 +67,17 @@ static void make_page(page_t *pg, const char *target)
     snprintf(pg->html, sizeof pg->html, "%s/report.html", pg->run.dir);
     char cli[4096];
     snprintf(cli, sizeof cli, "%s/memtrack", mt_e2e_build_dir());
-    char *argv[] = {cli, "html", "-o", pg->html, pg->run.traces[0], NULL};
+    char budget_path[4200];
+    snprintf(budget_path, sizeof budget_path, "%s/budget.json", pg->run.dir);
+    char *argv[] = {cli, "html", "-o", pg->html, pg->run.traces[0], NULL, NULL, NULL};
+    if (budget) {
+        FILE *f = fopen(budget_path, "w");
+        cr_assert(f);
+        fputs(budget, f);
+        fclose(f);
+        argv[5] = "--budget";
+        argv[6] = budget_path;
+    }
     mt_e2e_run_t r;
     mt_e2e_opts_t o = {.no_preload = true, .capture_stderr = true, .dir = pg->run.dir};
     cr_assert_eq(mt_e2e_run(&r, argv, &o), 0);
@@ -77,6 +87,11 @@ static void make_page(page_t *pg, const char *target)
     mt_e2e_run_free(&r);
     pg->text = mt_e2e_read_file(pg->html, &pg->len);
     cr_assert(pg->text);
+}
+
+static void make_page(page_t *pg, const char *target)
+{
+    make_page_with(pg, target, NULL);
 }
 
 static void page_free(page_t *pg)
@@ -223,15 +238,24 @@ Test(html, demo_page_draws_zooms_on_click_and_lists_the_leak_in_chromium, .timeo
     page_free(&pg);
 }
 
-Test(html, snapshots_are_labeled_marks_on_the_timeline_in_chromium, .timeout = 180)
+Test(html, snapshots_are_labeled_marks_and_budgets_are_listed_in_chromium, .timeout = 180)
 {
     const char *chromium = chromium_or_skip();
     page_t pg;
-    make_page(&pg, "exports");
+    /* The exports target peaks at 1,256 bytes and leaks 256 bytes from leak_node. */
+    make_page_with(&pg, "exports",
+                   "{\"budgets\": [\n"
+                   "  {\"name\": \"heap\", \"peak_bytes\": \"1KiB\"},\n"
+                   "  {\"name\": \"nodes\", \"function\": \"leak_node\", \"leaked_bytes\": 256}\n"
+                   "]}\n");
     cJSON *r = self_test(&pg, chromium);
     cr_expect_eq(num(r, "timeline_snapshot_marks"), 3);
     cr_expect_eq(num(r, "timeline_points"), 15);
     cr_expect(array_has(r, "leak_functions", "leak_node"));
+    const cJSON *budgets = cJSON_GetObjectItemCaseSensitive(r, "budget_results");
+    cr_expect_eq(cJSON_GetArraySize(budgets), 2);
+    cr_expect(array_has(r, "budget_results", "heap peak_bytes FAIL"));
+    cr_expect(array_has(r, "budget_results", "nodes leaked_bytes PASS"));
     /* The first preset range, start to "setup", holds the table: allocated and still live. */
     cr_expect(!strncmp(str(r, "range_text"), "1000 B in 1 blocks allocated between", 36), "%s", str(r, "range_text"));
     expect_clean(r);
