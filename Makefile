@@ -119,6 +119,12 @@ $(BUILD)/tests/preload/test_ring: $(BUILD)/obj/tests/preload/test_ring.o $(MT_RI
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(MT_ANALYZER_LIBS) $(MT_TEST_LIBS) -lunwind -ldl -pthread
 # ---- Record tests (end) ----
 
+# ---- HTML report: page assets built into memtrack (begin) ----
+# analyzer/html_assets.c pulls the page's files in with .incbin, which the
+# compiler's -MMD cannot see: list them so that editing the page rebuilds it.
+$(BUILD)/obj/analyzer/html_assets.o: $(wildcard analyzer/html/*)
+# ---- HTML report (end) ----
+
 # The README's test command: builds everything, runs every test binary and
 # checks that an installed copy works.
 test: all tests
