@@ -47,7 +47,7 @@ LIB := $(BUILD)/libmemtrack.so
 CLI := $(BUILD)/memtrack
 ANALYZER_LIB := $(BUILD)/libmtanalyzer.a
 
-.PHONY: all test check demo install clean bench asan ubsan tsan targets tests
+.PHONY: all test check demo install install-check clean bench asan ubsan tsan targets tests
 all: $(LIB) $(CLI)
 
 $(BUILD)/obj/preload/%.o: preload/%.c
@@ -119,9 +119,23 @@ $(BUILD)/tests/preload/test_ring: $(BUILD)/obj/tests/preload/test_ring.o $(MT_RI
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(MT_ANALYZER_LIBS) $(MT_TEST_LIBS) -lunwind -ldl -pthread
 # ---- Record tests (end) ----
 
-# The README's test command: builds everything and runs every test binary.
+# ---- HTML report: page assets built into memtrack (begin) ----
+# analyzer/html_assets.c pulls the page's files in with .incbin, which the
+# compiler's -MMD cannot see: list them so that editing the page rebuilds it.
+$(BUILD)/obj/analyzer/html_assets.o: $(wildcard analyzer/html/*)
+# ---- HTML report (end) ----
+
+# The README's test command: builds everything, runs every test binary and
+# checks that an installed copy works.
 test: all tests
 	$(Q)tools/run-tests $(BUILD)
+	$(Q)$(MAKE) -s install-check
+
+# Installs into BUILD/install-check and runs the installed memtrack there.
+install-check: all targets
+	$(Q)rm -rf $(BUILD)/install-check
+	$(Q)$(MAKE) -s install PREFIX=$(abspath $(BUILD))/install-check >/dev/null
+	$(Q)tools/check-install $(abspath $(BUILD))/install-check $(BUILD)
 
 check: test
 

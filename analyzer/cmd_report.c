@@ -700,53 +700,14 @@ static int print_text(report_t *rep, section_t *sec)
 
 /* ---- JSON ---- */
 
-/* Adds an exact unsigned integer: cJSON numbers are doubles. */
-static bool add_u64(cJSON *obj, const char *name, uint64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
-    return cJSON_AddRawToObject(obj, name, buf) != NULL;
-}
-
-static bool add_hex(cJSON *obj, const char *name, uint64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-    return cJSON_AddStringToObject(obj, name, buf) != NULL;
-}
-
-static bool add_str(cJSON *obj, const char *name, const char *s)
-{
-    return (s ? cJSON_AddStringToObject(obj, name, s) : cJSON_AddNullToObject(obj, name)) != NULL;
-}
-
-static bool add_line(cJSON *obj, const char *name, uint32_t line)
-{
-    return line ? add_u64(obj, name, line) : cJSON_AddNullToObject(obj, name) != NULL;
-}
-
-static cJSON *frame_json(const mt_frame_t *f)
-{
-    cJSON *o = cJSON_CreateObject();
-    bool ok = o && add_str(o, "function", f->function) && add_str(o, "file", f->file) &&
-              add_line(o, "line", f->line) && add_str(o, "module", f->module) &&
-              add_hex(o, "address", f->address) && add_hex(o, "offset", f->offset) &&
-              cJSON_AddBoolToObject(o, "inlined", f->inlined);
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
 static cJSON *process_json(const proc_t *p)
 {
     cJSON *o = cJSON_CreateObject();
-    bool ok = o && add_u64(o, "pid", p->info->pid) && add_u64(o, "ppid", p->info->ppid) &&
-              add_str(o, "command", p->info->command) && add_str(o, "exe", p->info->exe) &&
-              add_str(o, "trace", p->path) &&
+    bool ok = o && mt__json_u64(o, "pid", p->info->pid) && mt__json_u64(o, "ppid", p->info->ppid) &&
+              mt__json_str(o, "command", p->info->command) && mt__json_str(o, "exe", p->info->exe) &&
+              mt__json_str(o, "trace", p->path) &&
               cJSON_AddBoolToObject(o, "forked", (p->info->flags & MT_TRACE_F_FORKED) != 0) &&
-              add_u64(o, "duration_ns", p->info->duration_ns) &&
+              mt__json_u64(o, "duration_ns", p->info->duration_ns) &&
               cJSON_AddBoolToObject(o, "complete", p->info->complete) &&
               cJSON_AddBoolToObject(o, "truncated", p->info->truncated);
     if (!ok) {
@@ -765,28 +726,28 @@ static cJSON *site_json(report_t *rep, const section_t *sec, mt_row_t *row)
         return NULL;
     const mt_frame_t *h = row->nframes ? &row->frames[row->headline] : NULL;
     const mt_row_stats_t *s = &row->stats;
-    bool ok = add_str(o, "function", h ? h->function : NULL) && add_str(o, "file", h ? h->file : NULL) &&
-              add_line(o, "line", h ? h->line : 0) && add_str(o, "module", h ? h->module : NULL);
+    bool ok = mt__json_str(o, "function", h ? h->function : NULL) && mt__json_str(o, "file", h ? h->file : NULL) &&
+              mt__json_line(o, "line", h ? h->line : 0) && mt__json_str(o, "module", h ? h->module : NULL);
     cJSON *stack = ok ? cJSON_AddArrayToObject(o, "stack") : NULL;
     ok = stack != NULL;
     for (size_t i = 0; ok && i < row->nframes; i++) {
-        cJSON *f = frame_json(&row->frames[i]);
+        cJSON *f = mt__json_frame(&row->frames[i]);
         ok = f && cJSON_AddItemToArray(stack, f);
     }
     ok = ok && cJSON_AddBoolToObject(o, "stack_truncated", row->stack_truncated) &&
          (row->stack == MT_REPLAY_NO_STACK ? cJSON_AddNullToObject(o, "stack_id") != NULL
-                                           : add_u64(o, "stack_id", row->stack)) &&
-         (!sec->merged || add_u64(o, "pid", rep->procs[row->proc].info->pid)) &&
-         add_u64(o, "stacks", row->members) && add_u64(o, "allocations", s->allocations) &&
-         add_u64(o, "bytes_allocated", s->bytes_allocated) && add_u64(o, "frees", s->frees) &&
-         add_u64(o, "bytes_freed", s->bytes_freed) && add_u64(o, "peak_bytes", s->peak_bytes) &&
-         add_u64(o, "peak_allocations", s->peak_allocations) && add_u64(o, "leaked_bytes", s->leaked_bytes) &&
-         add_u64(o, "leaked_allocations", s->leaked_allocations) &&
-         add_u64(o, "suppressed_leaked_bytes", s->suppressed_bytes) &&
-         add_u64(o, "suppressed_leaked_allocations", s->suppressed_allocations) &&
-         add_str(o, "suppression", row->suppressed) &&
-         add_u64(o, "temporary_allocations", s->temporary_allocations) &&
-         add_u64(o, "temporary_bytes", s->temporary_bytes);
+                                           : mt__json_u64(o, "stack_id", row->stack)) &&
+         (!sec->merged || mt__json_u64(o, "pid", rep->procs[row->proc].info->pid)) &&
+         mt__json_u64(o, "stacks", row->members) && mt__json_u64(o, "allocations", s->allocations) &&
+         mt__json_u64(o, "bytes_allocated", s->bytes_allocated) && mt__json_u64(o, "frees", s->frees) &&
+         mt__json_u64(o, "bytes_freed", s->bytes_freed) && mt__json_u64(o, "peak_bytes", s->peak_bytes) &&
+         mt__json_u64(o, "peak_allocations", s->peak_allocations) && mt__json_u64(o, "leaked_bytes", s->leaked_bytes) &&
+         mt__json_u64(o, "leaked_allocations", s->leaked_allocations) &&
+         mt__json_u64(o, "suppressed_leaked_bytes", s->suppressed_bytes) &&
+         mt__json_u64(o, "suppressed_leaked_allocations", s->suppressed_allocations) &&
+         mt__json_str(o, "suppression", row->suppressed) &&
+         mt__json_u64(o, "temporary_allocations", s->temporary_allocations) &&
+         mt__json_u64(o, "temporary_bytes", s->temporary_bytes);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -798,19 +759,19 @@ static cJSON *totals_json(const section_t *sec)
 {
     const mt_totals_t *t = &sec->totals;
     cJSON *o = cJSON_CreateObject();
-    bool ok = o && add_u64(o, "allocations", t->allocations) && add_u64(o, "frees", t->frees) &&
-              add_u64(o, "bytes_allocated", t->bytes_allocated) && add_u64(o, "bytes_freed", t->bytes_freed) &&
-              add_u64(o, "peak_bytes", t->peak_bytes) && add_u64(o, "peak_allocations", t->peak_allocations) &&
+    bool ok = o && mt__json_u64(o, "allocations", t->allocations) && mt__json_u64(o, "frees", t->frees) &&
+              mt__json_u64(o, "bytes_allocated", t->bytes_allocated) && mt__json_u64(o, "bytes_freed", t->bytes_freed) &&
+              mt__json_u64(o, "peak_bytes", t->peak_bytes) && mt__json_u64(o, "peak_allocations", t->peak_allocations) &&
               (sec->merged ? cJSON_AddNullToObject(o, "peak_time_ns") != NULL
-                           : add_u64(o, "peak_time_ns", t->peak_time_ns)) &&
-              add_u64(o, "leaked_bytes", t->leaked_bytes) &&
-              add_u64(o, "leaked_allocations", t->leaked_allocations) &&
-              add_u64(o, "suppressed_leaked_bytes", sec->suppressed_bytes) &&
-              add_u64(o, "suppressed_leaked_allocations", sec->suppressed_allocations) &&
-              add_u64(o, "temporary_allocations", t->temporary_allocations) &&
-              add_u64(o, "temporary_bytes", t->temporary_bytes) && add_u64(o, "unknown_frees", t->unknown_frees) &&
-              add_u64(o, "missed_frees", t->missed_frees) && add_u64(o, "dropped_events", sec->dropped) &&
-              add_u64(o, "events", t->events) && add_u64(o, "threads", t->threads);
+                           : mt__json_u64(o, "peak_time_ns", t->peak_time_ns)) &&
+              mt__json_u64(o, "leaked_bytes", t->leaked_bytes) &&
+              mt__json_u64(o, "leaked_allocations", t->leaked_allocations) &&
+              mt__json_u64(o, "suppressed_leaked_bytes", sec->suppressed_bytes) &&
+              mt__json_u64(o, "suppressed_leaked_allocations", sec->suppressed_allocations) &&
+              mt__json_u64(o, "temporary_allocations", t->temporary_allocations) &&
+              mt__json_u64(o, "temporary_bytes", t->temporary_bytes) && mt__json_u64(o, "unknown_frees", t->unknown_frees) &&
+              mt__json_u64(o, "missed_frees", t->missed_frees) && mt__json_u64(o, "dropped_events", sec->dropped) &&
+              mt__json_u64(o, "events", t->events) && mt__json_u64(o, "threads", t->threads);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -825,11 +786,11 @@ static bool snapshots_json(const section_t *sec, cJSON *arr)
         const mt_snapshot_t *s = mt__replay_snapshots(sec->procs[i].replay, &n);
         for (size_t k = 0; k < n; k++) {
             cJSON *o = cJSON_CreateObject();
-            bool ok = o && cJSON_AddItemToArray(arr, o) && add_str(o, "label", s[k].text) &&
-                      (!sec->merged || add_u64(o, "pid", sec->procs[i].info->pid)) &&
-                      add_u64(o, "seq", s[k].seq) && add_u64(o, "time_ns", s[k].time_ns) &&
-                      add_u64(o, "tid", s[k].tid) && add_u64(o, "live_bytes", s[k].live_bytes) &&
-                      add_u64(o, "live_allocations", s[k].live_allocations);
+            bool ok = o && cJSON_AddItemToArray(arr, o) && mt__json_str(o, "label", s[k].text) &&
+                      (!sec->merged || mt__json_u64(o, "pid", sec->procs[i].info->pid)) &&
+                      mt__json_u64(o, "seq", s[k].seq) && mt__json_u64(o, "time_ns", s[k].time_ns) &&
+                      mt__json_u64(o, "tid", s[k].tid) && mt__json_u64(o, "live_bytes", s[k].live_bytes) &&
+                      mt__json_u64(o, "live_allocations", s[k].live_allocations);
             if (!ok)
                 return false;
         }
@@ -889,7 +850,7 @@ static cJSON *section_json(report_t *rep, section_t *sec, bool with_format)
     cJSON *o = cJSON_CreateObject();
     if (!o)
         goto fail;
-    if (with_format && !(cJSON_AddStringToObject(o, "format", "memtrack-report") && add_u64(o, "version", 1)))
+    if (with_format && !(cJSON_AddStringToObject(o, "format", "memtrack-report") && mt__json_u64(o, "version", 1)))
         goto fail;
     if (!sec->merged) {
         cJSON *p = process_json(&sec->procs[0]);
@@ -915,12 +876,12 @@ static cJSON *section_json(report_t *rep, section_t *sec, bool with_format)
         goto fail;
     }
     if (!cJSON_AddBoolToObject(o, "estimated", sec->estimated) || !cJSON_AddBoolToObject(o, "sampled", sec->sampled) ||
-        !add_str(o, "group_by", group_name(rep->opt->group_by)) ||
-        !add_str(o, "sort", mt__sort_key_name(rep->opt->sort)))
+        !mt__json_str(o, "group_by", group_name(rep->opt->group_by)) ||
+        !mt__json_str(o, "sort", mt__sort_key_name(rep->opt->sort)))
         goto fail;
     if (json_rows(sec, rep->opt, &idx, &n) < 0)
         goto fail;
-    if (!add_u64(o, "sites_total", sec->rows.n) || !add_u64(o, "sites_shown", n) ||
+    if (!mt__json_u64(o, "sites_total", sec->rows.n) || !mt__json_u64(o, "sites_shown", n) ||
         !cJSON_AddBoolToObject(o, "sites_truncated", n < sec->rows.n))
         goto fail;
     cJSON *sites = cJSON_AddArrayToObject(o, "sites");
@@ -1080,7 +1041,7 @@ static int write_all(report_t *rep, section_t *secs, size_t nsecs)
     } else {
         doc = cJSON_CreateObject();
         cJSON *arr = NULL;
-        if (doc && cJSON_AddStringToObject(doc, "format", "memtrack-report") && add_u64(doc, "version", 1))
+        if (doc && cJSON_AddStringToObject(doc, "format", "memtrack-report") && mt__json_u64(doc, "version", 1))
             arr = cJSON_AddArrayToObject(doc, "processes");
         for (size_t i = 0; arr && i < nsecs; i++) {
             cJSON *s = section_json(rep, &secs[i], false);

@@ -26,11 +26,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: memtrack run [-o PATH] [--] PROGRAM [ARGS...]\n"
+    fprintf(f, "usage: memtrack run [-o PATH] [--budget FILE [--junit FILE] [--github]] [--] PROGRAM [ARGS...]\n"
                "Runs PROGRAM with libmemtrack.so preloaded and prints the trace file(s).\n"
                "  -o PATH   trace file name; %%p is the pid, %%e the program name\n"
                "            (default: memtrack.%%e.%%p.mtrace in the current directory)\n"
-               "The exit status is the program's.\n");
+               "  --budget FILE  then check the traces against FILE ('memtrack check');\n"
+               "            --junit FILE and --github are passed on to the check\n"
+               "The exit status is the program's, or with --budget the check's when the\n"
+               "program succeeded (0 all budgets hold, 1 one is exceeded, 2 bad input).\n");
 }
 
 /* Finds libmemtrack.so beside this executable or in ../lib. */
@@ -235,9 +238,38 @@ int mt__run_program(const char *output, char **argv, char ***traces, size_t *ntr
     return WEXITSTATUS(status);
 }
 
+/* Runs `memtrack check --budget FILE` on the traces of the run. */
+static int check_budget(const char *budget, const char *junit, bool github, char **traces, size_t ntraces)
+{
+    if (!ntraces)
+        return MT_EXIT_BAD_INPUT; /* "no trace was written" is said already */
+    char **args = calloc(ntraces + 8, sizeof *args);
+    if (!args) {
+        fprintf(stderr, "memtrack: out of memory\n");
+        return MT_EXIT_BAD_INPUT;
+    }
+    int n = 0;
+    args[n++] = (char *)"check";
+    args[n++] = (char *)"--budget";
+    args[n++] = (char *)budget;
+    if (junit) {
+        args[n++] = (char *)"--junit";
+        args[n++] = (char *)junit;
+    }
+    if (github)
+        args[n++] = (char *)"--github";
+    args[n++] = (char *)"--";
+    for (size_t k = 0; k < ntraces; k++)
+        args[n++] = traces[k];
+    int status = mt_cmd_check(n, args);
+    free(args);
+    return status;
+}
+
 int mt_cmd_run(int argc, char **argv)
 {
-    const char *output = NULL;
+    const char *output = NULL, *budget = NULL, *junit = NULL;
+    bool github = false;
     int i = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) {
@@ -252,6 +284,15 @@ int mt_cmd_run(int argc, char **argv)
                 return MT_EXIT_BAD_INPUT;
             }
             output = argv[++i];
+        } else if (!strcmp(argv[i], "--budget") || !strcmp(argv[i], "--junit")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "memtrack run: %s needs a file\n", argv[i]);
+                return MT_EXIT_BAD_INPUT;
+            }
+            *(argv[i][2] == 'b' ? &budget : &junit) = argv[i + 1];
+            i++;
+        } else if (!strcmp(argv[i], "--github")) {
+            github = true;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "memtrack run: unknown option '%s'; see 'memtrack run --help'\n", argv[i]);
             return MT_EXIT_BAD_INPUT;
@@ -263,6 +304,10 @@ int mt_cmd_run(int argc, char **argv)
         fprintf(stderr, "memtrack run: no program given; see 'memtrack run --help'\n");
         return MT_EXIT_BAD_INPUT;
     }
+    if ((junit || github) && !budget) {
+        fprintf(stderr, "memtrack run: --junit and --github go with --budget\n");
+        return MT_EXIT_BAD_INPUT;
+    }
     char **traces;
     size_t ntraces;
     int status = mt__run_program(output, argv + i, &traces, &ntraces);
@@ -270,10 +315,12 @@ int mt_cmd_run(int argc, char **argv)
         return MT_EXIT_BAD_INPUT;
     if (ntraces == 0)
         fprintf(stderr, "memtrack: no trace was written\n");
-    for (size_t k = 0; k < ntraces; k++) {
+    for (size_t k = 0; k < ntraces; k++)
         fprintf(stderr, "memtrack: trace written to %s\n", traces[k]);
+    if (budget && status == 0)
+        status = check_budget(budget, junit, github, traces, ntraces);
+    for (size_t k = 0; k < ntraces; k++)
         free(traces[k]);
-    }
     free(traces);
     return status;
 }

@@ -341,4 +341,24 @@ char *mt__format_count(uint64_t n, char *buf, size_t cap);
 /* Formats a duration in ns: "850 ns", "12.3 ms", "4.20 s". Returns buf. */
 char *mt__format_duration(uint64_t ns, char *buf, size_t cap);
 
+/* JSON output helpers shared by the commands (cJSON). Each adds one member
+ * to obj and returns false when out of memory. */
+struct cJSON;
+
+/* Adds an exact unsigned integer, written raw: cJSON numbers are doubles. */
+bool mt__json_u64(struct cJSON *obj, const char *name, uint64_t v);
+
+/* Adds a hexadecimal string "0x1a2b" (addresses do not fit a double). */
+bool mt__json_hex(struct cJSON *obj, const char *name, uint64_t v);
+
+/* Adds a string, or null when s is NULL. */
+bool mt__json_str(struct cJSON *obj, const char *name, const char *s);
+
+/* Adds a line number, or null for 0 (unknown). */
+bool mt__json_line(struct cJSON *obj, const char *name, uint32_t line);
+
+/* Returns a new object for a frame (function, file, line, module, address,
+ * offset, inlined; docs/json-schema.md), or NULL when out of memory. */
+struct cJSON *mt__json_frame(const mt_frame_t *f);
+
 #endif /* MT_ANALYZER_REPLAY_H */

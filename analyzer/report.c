@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "replay.h"
 
 /* ---- patterns ---- */
@@ -713,4 +715,49 @@ char *mt__format_duration(uint64_t ns, char *buf, size_t cap)
     else
         snprintf(buf, cap, "%.2f s", (double)ns / 1e9);
     return buf;
+}
+
+/* ---- JSON output ---- */
+
+/* Adds an exact integer; see replay.h. */
+bool mt__json_u64(cJSON *obj, const char *name, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    return cJSON_AddRawToObject(obj, name, buf) != NULL;
+}
+
+/* Adds a hexadecimal string; see replay.h. */
+bool mt__json_hex(cJSON *obj, const char *name, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+    return cJSON_AddStringToObject(obj, name, buf) != NULL;
+}
+
+/* Adds a string or null; see replay.h. */
+bool mt__json_str(cJSON *obj, const char *name, const char *s)
+{
+    return (s ? cJSON_AddStringToObject(obj, name, s) : cJSON_AddNullToObject(obj, name)) != NULL;
+}
+
+/* Adds a line number or null; see replay.h. */
+bool mt__json_line(cJSON *obj, const char *name, uint32_t line)
+{
+    return line ? mt__json_u64(obj, name, line) : cJSON_AddNullToObject(obj, name) != NULL;
+}
+
+/* Builds a frame object; see replay.h. */
+cJSON *mt__json_frame(const mt_frame_t *f)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && mt__json_str(o, "function", f->function) && mt__json_str(o, "file", f->file) &&
+              mt__json_line(o, "line", f->line) && mt__json_str(o, "module", f->module) &&
+              mt__json_hex(o, "address", f->address) && mt__json_hex(o, "offset", f->offset) &&
+              cJSON_AddBoolToObject(o, "inlined", f->inlined);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
 }

@@ -18,6 +18,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -716,6 +717,42 @@ MT_EXPORT void _Exit(int status)
         real.Exit_(status);
     syscall(SYS_exit_group, status);
     __builtin_unreachable();
+}
+
+/* ---- the snapshot signal ----
+ * When MEMTRACK_SNAPSHOT_SIGNAL is set, a handler the program installs for
+ * that signal (usually from main, after memtrack's constructor) is chained
+ * behind memtrack's instead of replacing it. glibc's signal() does not go
+ * through the sigaction symbol, so both are hooked. */
+
+MT_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    static int (*fn)(int, const struct sigaction *, struct sigaction *);
+    if (mt__snapshot_sigaction(sig, act, old))
+        return 0;
+    CXX_LOOKUP(fn, "sigaction");
+    if (!fn) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return fn(sig, act, old);
+}
+
+MT_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+    static sighandler_t (*fn)(int, sighandler_t);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART;
+    if (mt__snapshot_sigaction(sig, &sa, &old))
+        return (old.sa_flags & SA_SIGINFO) ? (sighandler_t)(void (*)(void))old.sa_sigaction : old.sa_handler;
+    CXX_LOOKUP(fn, "signal");
+    if (!fn) {
+        errno = ENOSYS;
+        return SIG_ERR;
+    }
+    return fn(sig, handler);
 }
 
 /* ---- public API ---- */

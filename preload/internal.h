@@ -14,6 +14,7 @@
 #ifndef MT_PRELOAD_INTERNAL_H
 #define MT_PRELOAD_INTERNAL_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -239,8 +240,9 @@ MT_HIDDEN void mt__writer_wake(void);
 typedef enum mt_flush { MT_FLUSH_PLAIN, MT_FLUSH_EXEC, MT_FLUSH_FINAL } mt_flush_t;
 MT_HIDDEN void mt__writer_flush(mt_flush_t kind, unsigned timeout_ms);
 
-/* Asks the writer to place a snapshot marker now (from a signal handler or
- * the timer). Async-signal-safe. */
+/* Places a snapshot marker labelled "signal" at this point of the global
+ * order (it takes its sequence number now); the writer writes it on its
+ * next round. Async-signal-safe. */
 MT_HIDDEN void mt__writer_request_snapshot(void);
 
 /* Returns the id of label text, interning it, or UINT32_MAX. */
@@ -270,5 +272,12 @@ MT_HIDDEN void mt__process_before_exit(void);
 
 /* Turns recording off after an internal failure, saying why once. */
 MT_HIDDEN void mt__process_disable(const char *why);
+
+/* Called by the sigaction and signal hooks. When sig is the snapshot signal
+ * and memtrack's handler is installed, the program's act (NULL: none)
+ * becomes the handler memtrack chains to, its previous one goes to *old
+ * (when not NULL), the kernel keeps memtrack's handler, and it returns 1.
+ * Otherwise returns 0 and the hook calls the real function. */
+MT_HIDDEN int mt__snapshot_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
 #endif /* MT_PRELOAD_INTERNAL_H */

@@ -25,7 +25,13 @@ _Atomic int mt__state;
 pid_t mt__pid;
 
 static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
-static struct sigaction previous_snapshot_action;
+/* The program's own action for the snapshot signal, which memtrack's
+ * handler chains to. The program may change it at any time (through the
+ * sigaction and signal hooks) while the handler runs: it writes the slot
+ * not in use, then publishes it. */
+static struct sigaction chained_action[2];
+static _Atomic int chained_slot;
+static _Atomic int snapshot_installed;
 static _Atomic int disabled_said;
 
 void mt__process_disable(const char *why)
@@ -75,7 +81,7 @@ static void snapshot_handler(int sig, siginfo_t *si, void *uc)
     int saved = errno;
     mt__writer_request_snapshot();
     errno = saved;
-    const struct sigaction *p = &previous_snapshot_action;
+    const struct sigaction *p = &chained_action[atomic_load_explicit(&chained_slot, memory_order_acquire)];
     if (p->sa_flags & SA_SIGINFO) {
         if (p->sa_sigaction)
             p->sa_sigaction(sig, si, uc);
@@ -91,7 +97,26 @@ static void install_snapshot_signal(void)
     sa.sa_sigaction = snapshot_handler;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    sigaction(mt__config.snapshot_signal, &sa, &previous_snapshot_action);
+    if (sigaction(mt__config.snapshot_signal, &sa, &chained_action[0]) == 0)
+        atomic_store(&snapshot_installed, 1);
+}
+
+/* Keeps memtrack's snapshot handler in front of the program's; see internal.h. */
+int mt__snapshot_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (!atomic_load(&snapshot_installed) || sig != mt__config.snapshot_signal)
+        return 0;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    int cur = atomic_load(&chained_slot);
+    if (old)
+        *old = chained_action[cur];
+    if (act) {
+        chained_action[!cur] = *act;
+        atomic_store_explicit(&chained_slot, !cur, memory_order_release);
+    }
+    pthread_mutex_unlock(&lock);
+    return 1;
 }
 
 static void before_fork(void)

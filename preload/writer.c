@@ -37,7 +37,14 @@ static _Atomic uint64_t flush_req, flush_done;
 static _Atomic int stop_req;
 static _Atomic int exec_req;
 static _Atomic int running;
-static _Atomic uint32_t snapshot_req;
+/* Snapshots asked for by a signal: each takes its sequence number and time
+ * in the handler, so that its marker lands exactly where the signal came,
+ * and waits in a free slot (seq 0) for the writer. SLOT_CLAIMED marks a
+ * slot whose time is being written. */
+#define SIGNAL_SLOTS 64
+#define SLOT_CLAIMED UINT64_MAX
+static _Atomic uint64_t signal_seq[SIGNAL_SLOTS];
+static _Atomic uint64_t signal_time[SIGNAL_SLOTS];
 
 /* Labels: interned by any thread under label_lock, read by the writer. */
 typedef struct label {
@@ -94,9 +101,21 @@ void mt__writer_wake(void)
 
 void mt__writer_request_snapshot(void)
 {
-    atomic_fetch_add_explicit(&snapshot_req, 1, memory_order_relaxed);
+    uint64_t seq = atomic_fetch_add(&mt__seq, 1);
+    uint64_t now = mt__os_now_ns();
+    for (unsigned i = 0; i < SIGNAL_SLOTS; i++) {
+        uint64_t free_slot = 0;
+        if (atomic_compare_exchange_strong(&signal_seq[i], &free_slot, SLOT_CLAIMED)) {
+            atomic_store_explicit(&signal_time[i], now, memory_order_relaxed);
+            atomic_store_explicit(&signal_seq[i], seq, memory_order_release);
+            break;
+        }
+    }
+    /* More than SIGNAL_SLOTS signals within one writer round: the rest
+     * are merged into those already waiting. */
     mt__writer_wake();
 }
+
 
 static uint64_t hash_str(const char *s)
 {
@@ -260,6 +279,33 @@ static void emit_labels(void)
         memcpy(p, l->text, len);
         emit(MT_REC_LABEL, buf, (size_t)(p - buf) + len);
     }
+}
+
+/* Writes the markers of the snapshots signals asked for, in seq order. */
+static void emit_signal_markers(void)
+{
+    uint64_t seqs[SIGNAL_SLOTS], times[SIGNAL_SLOTS];
+    unsigned n = 0;
+    for (unsigned i = 0; i < SIGNAL_SLOTS; i++) {
+        uint64_t seq = atomic_load_explicit(&signal_seq[i], memory_order_acquire);
+        if (seq == 0 || seq == SLOT_CLAIMED)
+            continue;
+        uint64_t t = atomic_load_explicit(&signal_time[i], memory_order_relaxed);
+        atomic_store_explicit(&signal_seq[i], 0, memory_order_release);
+        unsigned j = n++;
+        for (; j > 0 && seqs[j - 1] > seq; j--) {
+            seqs[j] = seqs[j - 1];
+            times[j] = times[j - 1];
+        }
+        seqs[j] = seq;
+        times[j] = t > start_ns ? t - start_ns : 0;
+    }
+    if (!n)
+        return;
+    uint32_t l = mt__label_intern("signal");
+    emit_labels();
+    for (unsigned i = 0; i < n && l != UINT32_MAX; i++)
+        emit_marker(seqs[i], times[i], 0, l);
 }
 
 /* ---- stacks ---- */
@@ -444,13 +490,7 @@ static void round_once(void)
         r->w_head = atomic_load_explicit(&r->head, memory_order_acquire);
     mt__modules_emit(emit);
     emit_labels();
-    uint32_t snaps = atomic_exchange_explicit(&snapshot_req, 0, memory_order_relaxed);
-    if (snaps) {
-        uint32_t l = mt__label_intern("signal");
-        emit_labels();
-        for (uint32_t i = 0; i < snaps && l != UINT32_MAX; i++)
-            emit_marker(atomic_fetch_add(&mt__seq, 1), now - start_ns, 0, l);
-    }
+    emit_signal_markers();
     if (next_interval_ns && now >= next_interval_ns) {
         uint32_t l = mt__label_intern("interval");
         emit_labels();
@@ -746,7 +786,8 @@ void mt__writer_after_fork(void)
     atomic_store(&exec_req, 0);
     atomic_store(&flush_req, 0);
     atomic_store(&flush_done, 0);
-    atomic_store(&snapshot_req, 0);
+    for (unsigned i = 0; i < SIGNAL_SLOTS; i++)
+        atomic_store(&signal_seq[i], 0);
     atomic_store(&label_lock, 0);
     out_len = 0;
     events_written = dropped_total = 0;

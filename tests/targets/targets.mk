@@ -3,3 +3,4 @@
 TARGET_LIBS_jemalloc_user := -ljemalloc
 TARGET_LIBS_plugin_host := -ldl
 TARGET_LIBS_criterion_suite := -lcriterion
+TARGET_LIBS_plugin_leak := -ldl
