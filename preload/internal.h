@@ -151,7 +151,6 @@ typedef struct mt_ring {
 typedef struct mt_tls {
     int busy;             /* inside a hook: nested calls only forward */
     int claim_failed;
-    int exit_rounds;      /* thread-specific destructor rounds seen */
     mt_ring_t *ring;
     uintptr_t stack_lo, stack_hi; /* for frame-pointer walks */
 } mt_tls_t;

@@ -121,14 +121,13 @@ void mt__ring_release(void *ring)
     mt_ring_t *r = ring;
     if (!r)
         return;
-    /* Other keys' destructors may still free memory: come back in the last
-     * destructor round so that those frees are recorded too. */
-    if (++mt__tls.exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
-        pthread_setspecific(exit_key, r);
-        return;
-    }
+    /* Released at once, not in the last destructor round: by then other
+     * libraries' destructors (ThreadSanitizer's own, for one) may have torn
+     * down what the thread needs. Another key's destructor that frees memory
+     * later makes mt__ring_get claim a ring again, which sets the key again,
+     * so this runs again in the next round; only a free in the very last
+     * round leaves its ring active, drained by the writer but never reused. */
     mt__tls.ring = NULL;
-    mt__tls.claim_failed = 1; /* late frees in other key destructors stay unrecorded */
     atomic_store_explicit(&r->state, MT_RING_EXITED, memory_order_release);
 }
 

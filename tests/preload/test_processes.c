@@ -44,17 +44,23 @@ static uint64_t count_of(const mt_e2e_trace_t *tr, unsigned op, uint64_t size)
 
 /* ---- threads ---- */
 
-Test(processes, two_thousand_short_lived_threads_freeing_each_others_blocks_lose_nothing, .timeout = 60)
+/* Runs a threaded target that must exit 0 and leave one whole trace, and opens it. */
+static void run_threads_target(const char *name, mt_e2e_run_t *run, mt_e2e_trace_t *tr)
 {
     mt_e2e_opts_t o = {.capture_stdout = true, .capture_stderr = true};
+    cr_assert_eq(mt_e2e_run_target(run, &o, name, NULL), 0);
+    cr_assert_eq(run->exit_code, 0, "%s failed: %s", name, read_or_fail(run->stderr_path));
+    cr_assert_eq(run->ntraces, 1);
+    open_trace(tr, run->traces[0]);
+    cr_expect(tr->info->complete);
+    cr_expect_eq(tr->info->dropped, 0);
+}
+
+Test(processes, two_thousand_short_lived_threads_freeing_each_others_blocks_lose_nothing, .timeout = 60)
+{
     mt_e2e_run_t run;
     mt_e2e_trace_t tr;
-    cr_assert_eq(mt_e2e_run_target(&run, &o, "thread_churn", NULL), 0);
-    cr_assert_eq(run.exit_code, 0, "thread_churn failed: %s", read_or_fail(run.stderr_path));
-    cr_assert_eq(run.ntraces, 1);
-    open_trace(&tr, run.traces[0]);
-    cr_expect(tr.info->complete);
-    cr_expect_eq(tr.info->dropped, 0);
+    run_threads_target("thread_churn", &run, &tr);
     static const uint64_t sizes[] = {1301, 1302};
     for (size_t i = 0; i < 2; i++) {
         const mt_e2e_size_count_t *e = mt_e2e_size_entry(&tr.tally, MT_OP_MALLOC, sizes[i]);
@@ -66,6 +72,25 @@ Test(processes, two_thousand_short_lived_threads_freeing_each_others_blocks_lose
         cr_expect_eq(e->freed_elsewhere, 2000, "malloc(%llu): %llu of 2000 freed by another thread",
                      (unsigned long long)sizes[i], (unsigned long long)e->freed_elsewhere);
         cr_expect_eq(mt_e2e_count_size(&tr.tally, sizes[i]), 2000);
+    }
+    mt_e2e_trace_close(&tr);
+    mt_e2e_run_free(&run);
+}
+
+Test(processes, frees_made_by_key_destructors_after_the_thread_returned_are_recorded, .timeout = 30)
+{
+    mt_e2e_run_t run;
+    mt_e2e_trace_t tr;
+    run_threads_target("key_destructor", &run, &tr);
+    /* The first in destructor round 1, the second in round 2, both by the worker. */
+    static const uint64_t sizes[] = {1501, 1502};
+    for (size_t i = 0; i < 2; i++) {
+        const mt_e2e_size_count_t *e = mt_e2e_size_entry(&tr.tally, MT_OP_MALLOC, sizes[i]);
+        cr_assert(e, "no malloc(%llu) recorded", (unsigned long long)sizes[i]);
+        cr_expect_eq(e->count, 1);
+        cr_expect_eq(e->freed, 1, "the free of malloc(%llu) in a key destructor was lost",
+                     (unsigned long long)sizes[i]);
+        cr_expect_eq(e->freed_elsewhere, 0, "malloc(%llu) was freed by another thread", (unsigned long long)sizes[i]);
     }
     mt_e2e_trace_close(&tr);
     mt_e2e_run_free(&run);
