@@ -25,6 +25,9 @@
 
 #include "internal.h"
 
+/* Weak: on a C library older than glibc 2.35 every stack goes to libunwind. */
+#pragma weak _dl_find_object
+
 static uintptr_t self_lo, self_hi;
 
 /* Bumped when a module is unloaded: every cached rule may be stale. */
@@ -306,7 +309,7 @@ static void compute_rule(uint64_t ip, uw_rule_t *out)
     struct dl_find_object dlfo;
     uint64_t target = ip - 1;
     out->kind = RULE_FAIL;
-    if (_dl_find_object((void *)(uintptr_t)target, &dlfo) != 0 || !dlfo.dlfo_eh_frame)
+    if (!_dl_find_object || _dl_find_object((void *)(uintptr_t)target, &dlfo) != 0 || !dlfo.dlfo_eh_frame)
         return;
     /* .eh_frame_hdr: version, eh_frame_ptr enc, fde_count enc, table enc. */
     const uint8_t *hdr = dlfo.dlfo_eh_frame;
