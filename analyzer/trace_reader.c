@@ -37,8 +37,9 @@
 #define ERR_MAX 4352
 /* A CHUNK's own header: four varints. */
 #define CHUNK_HEAD_MAX (4 * MT_VARINT_MAX)
-/* The smallest event: a freeing op, a seq delta and a pointer delta. */
-#define EVENT_MIN_BYTES 3
+/* The smallest event: a freeing op whose seq delta is left out (MT_EV_SEQ1)
+ * and a pointer delta. */
+#define EVENT_MIN_BYTES 2
 #define NONE UINT32_MAX
 
 _Static_assert(offsetof(mt_marker_t, seq) == 0, "markers are sorted by their leading seq");
@@ -271,18 +272,20 @@ static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *p
 {
     uint64_t off = dec_offset(d), delta, size = 0, zptr, stack = 0;
     const uint8_t *q;
-    unsigned op;
+    unsigned op, flags;
 
     if (d->p >= d->end)
         return errorf(err, path, -EINVAL,
                       "offset %" PRIu64 ": chunk ends with %" PRIu64
                       " of its events missing (fewer events than its count)",
                       off, d->remaining);
-    op = *d->p++;
+    flags = *d->p & ~MT_EV_OP_MASK;
+    op = *d->p++ & MT_EV_OP_MASK;
     if (!op_known(op))
         return errorf(err, path, -EINVAL, "offset %" PRIu64 ": unknown event op %u", off, op);
     q = d->p;
-    if (mt_get_varint(&d->p, d->end, &delta))
+    delta = 1;
+    if (!(flags & MT_EV_SEQ1) && mt_get_varint(&d->p, d->end, &delta))
         return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq delta %s", off,
                       mt__op_name(op), varint_fault(q, d->end));
     if (delta > UINT64_MAX - d->seq)
@@ -309,7 +312,7 @@ static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *p
                           off, mt__op_name(op), stack);
     }
     d->seq += delta;
-    d->ptr += (uint64_t)mt_unzigzag(zptr);
+    d->ptr += (uint64_t)mt_unzigzag(zptr) * (flags & MT_EV_PTR16 ? 16u : 1u);
     d->remaining--;
     memset(ev, 0, sizeof *ev);
     ev->seq = d->seq;

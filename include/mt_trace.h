@@ -32,11 +32,15 @@
  *   LOST      v:stream v:count (events a producer could not store)
  *   END       v:last_seq v:time_ns v:events v:dropped v:stacks
  *
- *   event     u8:op v:seq_delta (against the previous event's seq, the first
- *             against first_seq) then, for an allocating op:
- *             v:size z:ptr_delta v:stack_id, for a freeing op: z:ptr_delta
- *             (ptr deltas are against the previous event's pointer in the
- *             chunk, starting from 0).
+ *   event     u8:op|flags, v:seq_delta (against the previous event's seq,
+ *             the first against first_seq; left out under MT_EV_SEQ1) then,
+ *             for an allocating op: v:size z:ptr_delta v:stack_id, for a
+ *             freeing op: z:ptr_delta (ptr deltas are against the previous
+ *             event's pointer in the chunk, starting from 0; divided by 16
+ *             under MT_EV_PTR16).
+ *
+ * Version 2 added the two flag bits of the event's op byte; a version 1
+ * trace never sets them, so it reads the same.
  */
 #ifndef MT_TRACE_H
 #define MT_TRACE_H
@@ -47,7 +51,7 @@
 
 #define MT_TRACE_MAGIC "MEMTRACE"
 #define MT_TRACE_MAGIC_LEN 8
-#define MT_TRACE_VERSION 1u
+#define MT_TRACE_VERSION 2u
 
 /* The fixed part of the file header, little-endian, 64 bytes, followed by
  * header_size - 64 bytes holding: str:exe_path str:cmdline (NUL-separated). */
@@ -126,6 +130,14 @@ typedef enum mt_op {
     MT_OP_MAP(MT_OP_ENUM)
 #undef MT_OP_ENUM
 } mt_op_t;
+
+/* The event op byte: the op in the low 6 bits, and two flags that shorten
+ * the most common events. MT_EV_SEQ1: the seq delta is 1 and not written
+ * (one thread allocating alone). MT_EV_PTR16: the pointer delta is a
+ * multiple of 16 (allocators align blocks so) and is written divided by 16. */
+#define MT_EV_OP_MASK 0x3fu
+#define MT_EV_SEQ1 0x40u
+#define MT_EV_PTR16 0x80u
 
 /* Ops at or above this value free; below it, they allocate. */
 #define MT_OP_FIRST_FREE 32

@@ -97,10 +97,13 @@ void mt__config_load(void)
                                           "milliseconds from 0 to 600000");
     s = secure_getenv("MEMTRACK_UNWIND");
     c->unwind_fp = false;
+    c->unwind_libunwind = false;
     if (s && !strcmp(s, "fp"))
         c->unwind_fp = true;
-    else if (s && strcmp(s, "libunwind") != 0)
-        warn_bad("MEMTRACK_UNWIND", s, "libunwind or fp");
+    else if (s && !strcmp(s, "libunwind"))
+        c->unwind_libunwind = true;
+    else if (s && strcmp(s, "cfi") != 0)
+        warn_bad("MEMTRACK_UNWIND", s, "cfi, libunwind or fp");
     s = secure_getenv("MEMTRACK_SNAPSHOT_SIGNAL");
     c->snapshot_signal = 0;
     if (s && *s) {

@@ -43,6 +43,7 @@ typedef struct mt_config {
     unsigned depth;        /* MEMTRACK_DEPTH */
     unsigned ring_events;  /* MEMTRACK_RING_EVENTS, a power of two */
     bool unwind_fp;        /* MEMTRACK_UNWIND=fp */
+    bool unwind_libunwind; /* MEMTRACK_UNWIND=libunwind: never the cached CFI walk */
     int snapshot_signal;   /* MEMTRACK_SNAPSHOT_SIGNAL, 0 when unset */
     unsigned snapshot_interval_ms; /* MEMTRACK_SNAPSHOT_INTERVAL_MS, 0 when unset */
     unsigned ring_wait_ms; /* how long a producer waits on a full ring */
@@ -131,6 +132,7 @@ typedef struct mt_ring {
     _Atomic uint32_t st_count; /* ids published to the writer */
     mt_stack_entry_t **st_blocks[MT_STACK_BLOCKS];
     mt_arena_t arena;     /* producer-owned memory for stack entries */
+    void *uw_cache;       /* unwind.c's rules per return address, producer-owned */
     /* Consumer (writer) side. */
     _Alignas(64) _Atomic uint64_t tail;
     uint64_t w_head;      /* head seen at the start of the writer's round */
@@ -152,7 +154,7 @@ typedef struct mt_tls {
     int busy;             /* inside a hook: nested calls only forward */
     int claim_failed;
     mt_ring_t *ring;
-    uintptr_t stack_lo, stack_hi; /* for frame-pointer walks */
+    uintptr_t stack_lo, stack_hi; /* bounds every unwinder load */
 } mt_tls_t;
 
 extern __thread mt_tls_t mt__tls MT_HIDDEN __attribute__((tls_model("initial-exec")));

@@ -101,7 +101,7 @@ mt_ring_t *mt__ring_get(void)
     atomic_store(&r->tid, (uint32_t)syscall(SYS_gettid));
     t->ring = r;
     pthread_setspecific(exit_key, r);
-    if (mt__config.unwind_fp) {
+    {
         pthread_attr_t attr;
         void *lo;
         size_t size;

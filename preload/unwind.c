@@ -1,20 +1,37 @@
 /* unwind.c - captures the call stack of an allocation.
  *
- * Two unwinders: libunwind's unw_backtrace (default; correct without frame
- * pointers, with its per-thread cache of unwind rules per return address),
- * and a frame-pointer walk (MEMTRACK_UNWIND=fp) for programs built with
- * -fno-omit-frame-pointer, bounded by the thread's stack. Frames inside
- * libmemtrack.so itself are dropped, so the first recorded frame is always
- * the return address into the code that called the allocation function.
+ * Three unwinders. The default on x86-64 is a walk driven by the DWARF call
+ * frame information (.eh_frame) that caches, per return address, the one
+ * thing it needs to step over that frame: where the canonical frame address
+ * (CFA) is (the stack pointer or the frame pointer plus an offset), where the
+ * return address and the caller's frame pointer were saved. A repeated
+ * return address costs a table probe and two loads; only the first sight of
+ * an address parses its FDE (found through _dl_find_object and the
+ * .eh_frame_hdr search table). Every load is checked against the thread's
+ * stack bounds, and whatever the walk cannot handle exactly (a signal frame,
+ * a CFA expression, code without unwind information, a stack outside the
+ * thread's known stack) falls back to libunwind's unw_backtrace for that
+ * stack, so the recorded frames are the same either way. MEMTRACK_UNWIND=fp
+ * walks frame pointers, for programs built with -fno-omit-frame-pointer.
+ * Frames inside libmemtrack.so itself are dropped, so the first recorded
+ * frame is always the return address into the code that called the
+ * allocation function.
  */
 #define UNW_LOCAL_ONLY
+#include <dlfcn.h>
 #include <libunwind.h>
 #include <link.h>
 #include <string.h>
 
 #include "internal.h"
 
+/* Weak: on a C library older than glibc 2.35 every stack goes to libunwind. */
+#pragma weak _dl_find_object
+
 static uintptr_t self_lo, self_hi;
+
+/* Bumped when a module is unloaded: every cached rule may be stale. */
+static _Atomic uint32_t rule_generation = 1;
 
 static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -49,6 +66,7 @@ void mt__unwind_init(void)
 void mt__unwind_flush(void)
 {
     unw_flush_cache(unw_local_addr_space, 0, 0);
+    atomic_fetch_add_explicit(&rule_generation, 1, memory_order_release);
 }
 
 static uint32_t fp_walk(uint64_t *frames, uint32_t max)
@@ -74,6 +92,399 @@ static uint32_t fp_walk(uint64_t *frames, uint32_t max)
     return n;
 }
 
+#if defined(__x86_64__)
+
+/* ---- the cached CFI walk ---- */
+
+enum { RULE_EMPTY = 0, RULE_STEP = 1, RULE_END = 2, RULE_FAIL = 3 };
+enum { DW_RBP = 6, DW_RSP = 7, DW_RA = 16 };
+
+/* How to step over the frame of one return address. */
+typedef struct uw_rule {
+    uint64_t ip;
+    int32_t cfa_off;   /* CFA = (cfa_rbp ? rbp : sp) + cfa_off */
+    int16_t rbp_off;   /* the caller's rbp is at CFA + rbp_off; 0: unchanged */
+    int8_t ra_off;     /* the return address is at CFA + ra_off */
+    uint8_t kind : 2;  /* RULE_* */
+    uint8_t cfa_rbp : 1;
+} uw_rule_t;
+
+_Static_assert(sizeof(uw_rule_t) == 16, "a rule is 16 bytes");
+
+#define RULE_SLOTS 8192u /* per ring, direct-mapped: 128 KiB */
+
+typedef struct uw_cache {
+    uint32_t generation;
+    uw_rule_t rules[RULE_SLOTS];
+} uw_cache_t;
+
+/* One column's rule while the CFA program runs. */
+typedef struct cfa_state {
+    int cfa_reg;
+    int64_t cfa_off;
+    int rbp_how, ra_how; /* 0 same value / unset, 1 at CFA+off, 2 undefined, 3 unsupported */
+    int64_t rbp_off, ra_off;
+} cfa_state_t;
+
+typedef struct reader {
+    const uint8_t *p, *end;
+    int bad;
+} reader_t;
+
+static uint64_t rd_uleb(reader_t *r)
+{
+    uint64_t v = 0;
+    unsigned shift = 0;
+    while (r->p < r->end) {
+        uint8_t b = *r->p++;
+        if (shift < 64)
+            v |= (uint64_t)(b & 0x7f) << shift;
+        shift += 7;
+        if (!(b & 0x80))
+            return v;
+    }
+    r->bad = 1;
+    return 0;
+}
+
+static int64_t rd_sleb(reader_t *r)
+{
+    int64_t v = 0;
+    unsigned shift = 0;
+    uint8_t b = 0;
+    while (r->p < r->end) {
+        b = *r->p++;
+        if (shift < 64)
+            v |= (int64_t)((uint64_t)(b & 0x7f) << shift);
+        shift += 7;
+        if (!(b & 0x80)) {
+            if (shift < 64 && (b & 0x40))
+                v |= -(int64_t)((uint64_t)1 << shift);
+            return v;
+        }
+    }
+    r->bad = 1;
+    return 0;
+}
+
+static uint64_t rd_fixed(reader_t *r, unsigned n)
+{
+    uint64_t v = 0;
+    if ((size_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        return 0;
+    }
+    memcpy(&v, r->p, n); /* little-endian */
+    r->p += n;
+    return v;
+}
+
+/* Reads a pointer in DW_EH_PE encoding enc; pcrel is relative to the field,
+ * datarel to dbase. Indirect pointers and unknown formats are errors. */
+static uint64_t rd_encoded(reader_t *r, uint8_t enc, uint64_t dbase)
+{
+    uint64_t at = (uint64_t)(uintptr_t)r->p, v;
+    if (enc == 0xff)
+        return 0;
+    switch (enc & 0x0f) {
+    case 0x00: v = rd_fixed(r, 8); break;
+    case 0x01: v = rd_uleb(r); break;
+    case 0x02: v = rd_fixed(r, 2); break;
+    case 0x03: v = rd_fixed(r, 4); break;
+    case 0x04: v = rd_fixed(r, 8); break;
+    case 0x09: v = (uint64_t)rd_sleb(r); break;
+    case 0x0a: v = (uint64_t)(int64_t)(int16_t)rd_fixed(r, 2); break;
+    case 0x0b: v = (uint64_t)(int64_t)(int32_t)rd_fixed(r, 4); break;
+    case 0x0c: v = rd_fixed(r, 8); break;
+    default: r->bad = 1; return 0;
+    }
+    switch (enc & 0x70) {
+    case 0x00: break;
+    case 0x10: v += at; break;
+    case 0x30: v += dbase; break;
+    default: r->bad = 1; return 0;
+    }
+    if (enc & 0x80)
+        r->bad = 1;
+    return v;
+}
+
+/* Runs CFA instructions [p, end) up to target, starting from *s. init is the
+ * CIE's state (for DW_CFA_restore). Returns 0, or -1 for anything the walk
+ * does not model exactly. */
+static int run_cfa(reader_t *r, uint64_t loc, uint64_t target, uint64_t code_align, int64_t data_align,
+                   cfa_state_t *s, const cfa_state_t *init)
+{
+    cfa_state_t saved[8];
+    int nsaved = 0;
+    while (r->p < r->end && !r->bad) {
+        uint8_t op = *r->p++;
+        uint64_t reg, delta = 0;
+        int64_t off;
+        switch (op >> 6) {
+        case 1:
+            delta = (op & 0x3f) * code_align;
+            goto advance;
+        case 2:
+            reg = op & 0x3f;
+            off = (int64_t)rd_uleb(r) * data_align;
+            goto set_offset;
+        case 3:
+            reg = op & 0x3f;
+            goto restore;
+        }
+        switch (op) {
+        case 0x00: break; /* nop */
+        case 0x01: return -1; /* set_loc: not emitted by GCC or Clang */
+        case 0x02: delta = rd_fixed(r, 1) * code_align; goto advance;
+        case 0x03: delta = rd_fixed(r, 2) * code_align; goto advance;
+        case 0x04: delta = rd_fixed(r, 4) * code_align; goto advance;
+        case 0x05: reg = rd_uleb(r); off = (int64_t)rd_uleb(r) * data_align; goto set_offset;
+        case 0x06: reg = rd_uleb(r); goto restore;
+        case 0x07: reg = rd_uleb(r); if (reg == DW_RA) s->ra_how = 2; else if (reg == DW_RBP) s->rbp_how = 3; break;
+        case 0x08: reg = rd_uleb(r); if (reg == DW_RBP) s->rbp_how = 0; else if (reg == DW_RA) return -1; break;
+        case 0x09: reg = rd_uleb(r); rd_uleb(r); if (reg == DW_RBP || reg == DW_RA) return -1; break;
+        case 0x0a: if (nsaved == 8) return -1; saved[nsaved++] = *s; break;
+        case 0x0b: /* restore_state: the CFA rule too, as GCC's epilogues expect */
+            if (!nsaved) return -1;
+            *s = saved[--nsaved];
+            break;
+        case 0x0c: s->cfa_reg = (int)rd_uleb(r); s->cfa_off = (int64_t)rd_uleb(r); break;
+        case 0x0d: s->cfa_reg = (int)rd_uleb(r); break;
+        case 0x0e: s->cfa_off = (int64_t)rd_uleb(r); break;
+        case 0x0f: return -1; /* def_cfa_expression */
+        case 0x10: case 0x16: { /* expression, val_expression */
+            reg = rd_uleb(r);
+            uint64_t len = rd_uleb(r);
+            if (reg == DW_RBP || reg == DW_RA || len > (uint64_t)(r->end - r->p))
+                return -1;
+            r->p += len;
+            break;
+        }
+        case 0x11: reg = rd_uleb(r); off = rd_sleb(r) * data_align; goto set_offset;
+        case 0x12: s->cfa_reg = (int)rd_uleb(r); s->cfa_off = rd_sleb(r) * data_align; break;
+        case 0x13: s->cfa_off = rd_sleb(r) * data_align; break;
+        case 0x14: case 0x15: /* val_offset(_sf) */
+            reg = rd_uleb(r);
+            if (op == 0x14) rd_uleb(r); else rd_sleb(r);
+            if (reg == DW_RBP || reg == DW_RA) return -1;
+            break;
+        case 0x2e: rd_uleb(r); break; /* GNU_args_size */
+        case 0x2f: reg = rd_uleb(r); off = -(int64_t)rd_uleb(r) * data_align; goto set_offset;
+        default: return -1;
+        }
+        continue;
+    advance:
+        loc += delta;
+        if (loc > target)
+            return 0;
+        continue;
+    set_offset:
+        if (reg == DW_RBP) {
+            s->rbp_how = 1;
+            s->rbp_off = off;
+        } else if (reg == DW_RA) {
+            s->ra_how = 1;
+            s->ra_off = off;
+        }
+        continue;
+    restore:
+        if (!init)
+            return -1;
+        if (reg == DW_RBP) {
+            s->rbp_how = init->rbp_how;
+            s->rbp_off = init->rbp_off;
+        } else if (reg == DW_RA) {
+            s->ra_how = init->ra_how;
+            s->ra_off = init->ra_off;
+        }
+    }
+    return r->bad ? -1 : 0;
+}
+
+/* Finds the FDE covering ip (a return address: the call is at ip - 1) and
+ * turns its CFA program into a rule. */
+static void compute_rule(uint64_t ip, uw_rule_t *out)
+{
+    struct dl_find_object dlfo;
+    uint64_t target = ip - 1;
+    out->kind = RULE_FAIL;
+    if (!_dl_find_object || _dl_find_object((void *)(uintptr_t)target, &dlfo) != 0 || !dlfo.dlfo_eh_frame)
+        return;
+    /* .eh_frame_hdr: version, eh_frame_ptr enc, fde_count enc, table enc. */
+    const uint8_t *hdr = dlfo.dlfo_eh_frame;
+    if (hdr[0] != 1 || hdr[3] != 0x3b)
+        return;
+    reader_t r = {hdr + 4, hdr + 4 + 16, 0};
+    uint64_t hbase = (uint64_t)(uintptr_t)hdr;
+    rd_encoded(&r, hdr[1], hbase);
+    uint64_t count = rd_encoded(&r, hdr[2], hbase);
+    if (r.bad || !count)
+        return;
+    const int32_t *table = (const int32_t *)(const void *)r.p;
+    uint64_t lo = 0, hi = count;
+    while (hi - lo > 1) {
+        uint64_t mid = (lo + hi) / 2;
+        if (hbase + (int64_t)table[2 * mid] <= target)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (hbase + (int64_t)table[2 * lo] > target)
+        return;
+    const uint8_t *fde = (const uint8_t *)(uintptr_t)(hbase + (int64_t)table[2 * lo + 1]);
+    uint32_t fde_len, cie_off;
+    memcpy(&fde_len, fde, 4);
+    memcpy(&cie_off, fde + 4, 4);
+    if (fde_len == 0 || fde_len == 0xffffffffu || cie_off == 0)
+        return;
+    const uint8_t *cie = fde + 4 - cie_off;
+    uint32_t cie_len, cie_id;
+    memcpy(&cie_len, cie, 4);
+    memcpy(&cie_id, cie + 4, 4);
+    if (cie_len == 0 || cie_len == 0xffffffffu || cie_id != 0)
+        return;
+    /* The CIE. */
+    reader_t c = {cie + 8, cie + 4 + cie_len, 0};
+    uint8_t version = (uint8_t)rd_fixed(&c, 1);
+    const char *aug = (const char *)c.p;
+    size_t aug_len = strnlen(aug, (size_t)(c.end - c.p));
+    c.p += aug_len + 1;
+    if (version != 1 && version != 3)
+        return;
+    if (aug_len && aug[0] != 'z')
+        return;
+    uint64_t code_align = rd_uleb(&c);
+    int64_t data_align = rd_sleb(&c);
+    uint64_t ra_reg = version == 1 ? rd_fixed(&c, 1) : rd_uleb(&c);
+    uint8_t fde_enc = 0;
+    if (ra_reg != DW_RA)
+        return;
+    if (aug_len) {
+        uint64_t alen = rd_uleb(&c);
+        const uint8_t *aend = c.p + alen;
+        for (size_t i = 1; i < aug_len && !c.bad; i++) {
+            switch (aug[i]) {
+            case 'L': rd_fixed(&c, 1); break;
+            case 'R': fde_enc = (uint8_t)rd_fixed(&c, 1); break;
+            case 'P': {
+                uint8_t enc = (uint8_t)rd_fixed(&c, 1);
+                rd_encoded(&c, (uint8_t)(enc & 0x7f), 0);
+                break;
+            }
+            default: return; /* 'S' (signal frame) and the unknown: libunwind's job */
+            }
+        }
+        if (c.bad || aend > c.end)
+            return;
+        c.p = aend;
+    }
+    cfa_state_t init = {DW_RSP, 8, 0, 0, 0, 0};
+    if (run_cfa(&c, 0, 0, code_align, data_align, &init, NULL) != 0)
+        return;
+    /* The FDE. */
+    reader_t f = {fde + 8, fde + 4 + fde_len, 0};
+    uint64_t start = rd_encoded(&f, fde_enc, 0);
+    uint64_t range = rd_encoded(&f, (uint8_t)(fde_enc & 0x0f), 0);
+    if (f.bad || target < start || target - start >= range)
+        return;
+    if (aug_len) {
+        uint64_t alen = rd_uleb(&f);
+        if (f.bad || alen > (uint64_t)(f.end - f.p))
+            return;
+        f.p += alen;
+    }
+    cfa_state_t s = init;
+    /* Initial instructions run to completion; the FDE's up to the target. */
+    if (run_cfa(&f, start, target, code_align, data_align, &s, &init) != 0)
+        return;
+    if (s.ra_how == 2) {
+        out->kind = RULE_END;
+        return;
+    }
+    if ((s.cfa_reg != DW_RSP && s.cfa_reg != DW_RBP) || s.ra_how != 1 || s.rbp_how > 1 ||
+        s.cfa_off < 0 || s.cfa_off > INT32_MAX || s.ra_off < -128 || s.ra_off > -8 ||
+        (s.rbp_how == 1 && (s.rbp_off < -32768 || s.rbp_off >= 0)))
+        return;
+    out->cfa_off = (int32_t)s.cfa_off;
+    out->cfa_rbp = s.cfa_reg == DW_RBP;
+    out->ra_off = (int8_t)s.ra_off;
+    out->rbp_off = s.rbp_how == 1 ? (int16_t)s.rbp_off : 0;
+    out->kind = RULE_STEP;
+}
+
+static uw_cache_t *cache_get(mt_ring_t *r)
+{
+    uw_cache_t *c = r->uw_cache;
+    uint32_t gen = atomic_load_explicit(&rule_generation, memory_order_acquire);
+    if (MT_UNLIKELY(!c)) {
+        c = mt__os_map(sizeof *c); /* zeroed: every slot empty */
+        if (!c)
+            return NULL;
+        c->generation = gen;
+        r->uw_cache = c;
+    } else if (MT_UNLIKELY(c->generation != gen)) {
+        memset(c->rules, 0, sizeof c->rules);
+        c->generation = gen;
+    }
+    return c;
+}
+
+/* Walks the stack with cached rules from the frame of the caller of this
+ * function. Returns the frame count, or -1 when libunwind must do it. */
+static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
+{
+    mt_tls_t *t = &mt__tls;
+    if (!t->ring || !t->stack_hi)
+        return -1;
+    uw_cache_t *c = cache_get(t->ring);
+    if (!c)
+        return -1;
+    const uintptr_t lo = t->stack_lo, hi = t->stack_hi;
+    const uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t ip = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
+    uint32_t n = 0;
+    if (sp < lo || sp >= hi)
+        return -1;
+    while (n < max) {
+        frames[n++] = ip;
+        uw_rule_t *rule = &c->rules[(ip ^ (ip >> 13)) & (RULE_SLOTS - 1)];
+        if (MT_UNLIKELY(rule->ip != ip || rule->kind == RULE_EMPTY)) {
+            uw_rule_t fresh = {0};
+            compute_rule(ip, &fresh);
+            fresh.ip = ip;
+            *rule = fresh;
+        }
+        if (rule->kind != RULE_STEP)
+            return rule->kind == RULE_END ? (int)n : -1;
+        uintptr_t cfa = (rule->cfa_rbp ? rbp : sp) + (uintptr_t)(intptr_t)rule->cfa_off;
+        if (cfa <= sp || cfa > hi || (cfa & 7))
+            return -1;
+        uintptr_t ra_at = cfa + (uintptr_t)(intptr_t)rule->ra_off;
+        if (ra_at < sp)
+            return -1;
+        if (rule->rbp_off) {
+            uintptr_t rbp_at = cfa + (uintptr_t)(intptr_t)rule->rbp_off;
+            if (rbp_at < sp)
+                return -1;
+            rbp = *(const uintptr_t *)rbp_at;
+        }
+        ip = *(const uintptr_t *)ra_at;
+        sp = cfa;
+        if (ip == 0)
+            break; /* the outermost frame says so */
+    }
+    return (int)n;
+}
+#else
+static int cfi_walk(uint64_t *frames, uint32_t max)
+{
+    (void)frames;
+    (void)max;
+    return -1;
+}
+#endif
+
 uint32_t mt__unwind(uint64_t *frames, uint32_t max)
 {
     uint64_t buf[MT_MAX_DEPTH + 8];
@@ -82,7 +493,9 @@ uint32_t mt__unwind(uint64_t *frames, uint32_t max)
     if (mt__config.unwind_fp)
         n = fp_walk(buf, want);
     else {
-        int r = unw_backtrace((void **)buf, (int)want);
+        int r = mt__config.unwind_libunwind ? -1 : cfi_walk(buf, want);
+        if (r < 0)
+            r = unw_backtrace((void **)buf, (int)want);
         n = r > 0 ? (uint32_t)r : 0;
     }
     while (skip < n && buf[skip] >= self_lo && buf[skip] < self_hi)

@@ -441,15 +441,25 @@ static void drain(mt_ring_t *r)
                 lost++; /* its stack could not be stored */
                 continue;
             }
-            *p++ = (uint8_t)ev->op;
-            p = mt_put_varint(p, ev->seq - prev_seq);
+            uint8_t *opb = p++;
+            uint64_t dseq = ev->seq - prev_seq;
+            int64_t dptr = (int64_t)(ev->ptr - prev_ptr);
+            *opb = (uint8_t)ev->op;
+            if (dseq == 1)
+                *opb |= MT_EV_SEQ1;
+            else
+                p = mt_put_varint(p, dseq);
+            if (dptr % 16 == 0) {
+                *opb |= MT_EV_PTR16;
+                dptr /= 16;
+            }
             prev_seq = ev->seq;
             if (mt_op_allocates(ev->op)) {
                 p = mt_put_varint(p, ev->size);
-                p = mt_put_varint(p, mt_zigzag((int64_t)(ev->ptr - prev_ptr)));
+                p = mt_put_varint(p, mt_zigzag(dptr));
                 p = mt_put_varint(p, gid - 1);
             } else {
-                p = mt_put_varint(p, mt_zigzag((int64_t)(ev->ptr - prev_ptr)));
+                p = mt_put_varint(p, mt_zigzag(dptr));
             }
             prev_ptr = ev->ptr;
             count++;
