@@ -48,6 +48,9 @@ CLI := $(BUILD)/memtrack
 ANALYZER_LIB := $(BUILD)/libmtanalyzer.a
 
 .PHONY: all test check demo install install-check clean bench asan ubsan tsan targets tests
+# Object files of tests are intermediate to make: keep them, so a second
+# `make test` relinks nothing.
+.SECONDARY:
 all: $(LIB) $(CLI)
 
 $(BUILD)/obj/preload/%.o: preload/%.c
