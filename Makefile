@@ -128,6 +128,30 @@ $(BUILD)/tests/preload/test_ring: $(BUILD)/obj/tests/preload/test_ring.o $(MT_RI
 $(BUILD)/obj/analyzer/html_assets.o: $(wildcard analyzer/html/*)
 # ---- HTML report (end) ----
 
+# ---- Real programs under memtrack (begin) ----
+# tools/realprogs runs python3, sqlite3, git, jq, perl, tclsh, redis-server
+# and cxxwork (a C++ program of ours, built -O2 like a real one) bare, under
+# memtrack and under heaptrack, and checks output, exit status, clean traces
+# and allocation counts. `make test` runs it (about 20 s) when those programs
+# are installed (tools/install-deps --realprogs) and says it skipped
+# otherwise; under CI=true a missing program is an error.
+MT_REALPROGS_CXX := $(BUILD)/realprogs/cxxwork
+
+$(MT_REALPROGS_CXX): tools/realprogs-inputs/cxxwork.cc
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX     $<")
+	$(Q)$(CXX) -std=c++17 -O2 -g -o $@ $<
+
+.PHONY: realprogs realprogs-if-installed
+realprogs: all $(MT_REALPROGS_CXX)
+	$(Q)tools/realprogs $(BUILD)
+
+realprogs-if-installed: all $(MT_REALPROGS_CXX)
+	$(Q)tools/realprogs --skip-missing $(BUILD)
+
+test: realprogs-if-installed
+# ---- Real programs (end) ----
+
 # The README's test command: builds everything, runs every test binary and
 # checks that an installed copy works.
 test: all tests
