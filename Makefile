@@ -115,6 +115,14 @@ $(BUILD)/targets/libmtplugin.so: $(MT_PLUGIN_SRC)
 
 targets: $(BUILD)/targets/libmtplugin.so
 
+# libmtctor.so allocates in its constructor; ctor_alloc links it.
+$(BUILD)/targets/libmtctor.so: tests/targets/ctorlib/mtctor.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(MT_TARGET_CFLAGS) -shared -fPIC -o $@ $<
+
+$(BUILD)/targets/ctor_alloc: $(BUILD)/targets/libmtctor.so
+
 $(BUILD)/tests/preload/test_ring: $(BUILD)/obj/tests/preload/test_ring.o $(MT_RING_TEST_OBJ) \
 		$(TEST_COMMON_OBJ) $(ANALYZER_LIB)
 	@mkdir -p $(dir $@)

@@ -174,18 +174,49 @@ static bool resolve(void)
     return true;
 }
 
+/* Recording starts once: in this library's constructor, or earlier, at the
+ * first allocation made by the constructor of one of the program's own
+ * libraries. The loader runs those before LD_PRELOAD libraries' (libstdc++
+ * allocates its exception pool there), and their blocks would otherwise be
+ * unknown frees later. */
+static _Atomic int start_claimed;
+static bool start_pending = true;
+
+static void start_once(void)
+{
+    if (!atomic_exchange(&start_claimed, 1))
+        mt__process_start();
+    start_pending = false;
+}
+
 __attribute__((constructor)) static void hooks_init(void)
 {
     resolve();
-    mt__process_start();
+    start_once();
+}
+
+/* Starts recording from a hook that runs before this library's constructor,
+ * once the C library has initialized itself (its initializer sets
+ * program_invocation_name; before it, starting a thread is not safe).
+ * Returns true when recording is on. */
+static __attribute__((noinline, cold)) bool start_early(void)
+{
+    if (!program_invocation_name || !program_invocation_name[0] || mt__tls.busy)
+        return false;
+    start_once();
+    return atomic_load(&mt__state) == MT_STATE_ACTIVE;
 }
 
 /* ---- recording ---- */
 
 static inline bool recording(void)
 {
-    return MT_LIKELY(!mt__tls.busy) &&
-           MT_LIKELY(atomic_load_explicit(&mt__state, memory_order_relaxed) == MT_STATE_ACTIVE);
+    if (MT_UNLIKELY(mt__tls.busy))
+        return false;
+    int state = atomic_load_explicit(&mt__state, memory_order_relaxed);
+    if (MT_LIKELY(state == MT_STATE_ACTIVE))
+        return true;
+    return MT_UNLIKELY(start_pending) && state == MT_STATE_OFF && start_early();
 }
 
 static inline uint64_t next_seq(void)

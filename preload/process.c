@@ -1,7 +1,8 @@
 /* process.c - the life of the traced process: start, fork, exec, exit, crash.
  *
  * Recording starts in the library constructor, after the real allocator has
- * been found, and stops at the final flush in the destructor, _exit or _Exit.
+ * been found (or earlier, at the first allocation of another library's
+ * constructor: see start_early in hooks.c), and stops at the final flush in the destructor, _exit or _Exit.
  * A fork child gets its own trace (its header names the parent and the seq
  * at which it forked); an exec is preceded by a flush, so nothing recorded
  * before it is lost. Crash signals whose disposition is the default get a
