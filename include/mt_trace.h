@@ -71,7 +71,9 @@ typedef struct mt_trace_header {
 _Static_assert(sizeof(mt_trace_header_t) == 64, "trace header must be 64 bytes");
 
 #define MT_TRACE_F_FORKED 0x1u  /* the process is a fork child */
-#define MT_TRACE_F_EXECED 0x2u  /* the process image came from an exec under memtrack */
+#define MT_TRACE_F_EXECED 0x2u  /* reserved, never written: an exec'ed image cannot tell, without
+                                   changing the environment, that memtrack ran before it (its
+                                   trace and the pre-exec one share the pid) */
 #define MT_TRACE_F_SAMPLED 0x4u /* allocations are sampled: numbers are estimates */
 
 #define MT_RECORD_HEADER_SIZE 5u
