@@ -174,7 +174,7 @@ install-check: all targets
 
 check: test
 
-demo: all
+demo: all $(BUILD)/targets/demo
 	$(Q)tools/demo $(BUILD)
 
 bench: all
