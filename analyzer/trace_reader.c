@@ -1131,6 +1131,13 @@ static int load_record(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *r
         t->markers[t->nmarkers++] = (mt_marker_t){rec->u.marker.seq, rec->u.marker.time_ns,
                                                    rec->u.marker.tid, rec->u.marker.label};
         t->info.last_seq = max_u64(t->info.last_seq, rec->u.marker.seq);
+        /* A marker's time is exact: a time point too, so that every
+         * command places a snapshot at the same time. */
+        p = grow(t->times, &t->timecap, t->ntimes + 1, sizeof *t->times);
+        if (!p)
+            return out_of_memory(it);
+        t->times = p;
+        t->times[t->ntimes++] = (tpoint_t){rec->u.marker.seq, rec->u.marker.time_ns};
         return 0;
     case MT_REC_TIME:
         p = grow(t->times, &t->timecap, t->ntimes + 1, sizeof *t->times);

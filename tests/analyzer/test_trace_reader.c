@@ -985,3 +985,25 @@ Test(trace_reader, op_names_come_from_the_op_table)
     cr_expect_str_eq(mt__record_name(MT_REC_CHUNK), "CHUNK");
     cr_expect_null(mt__record_name(0));
 }
+
+Test(trace_reader, a_markers_own_time_is_the_time_of_its_seq_for_every_command)
+{
+    mt_tb_t *b = mt_tb_new();
+    mt_tb_label(b, 0, "batch");
+    mt_tb_time(b, 0, 0);
+    mt_tb_chunk_begin(b, 0, 7, 1);
+    mt_tb_alloc(b, MT_OP_MALLOC, 1, 0x10000, 16, 0);
+    mt_tb_alloc(b, MT_OP_MALLOC, 2, 0x20000, 16, 0);
+    mt_tb_chunk_end(b);
+    /* Between the TIME records interpolation would say 500; the marker says 900. */
+    mt_tb_marker(b, 5, 900, 7, 0);
+    mt_tb_time(b, 10, 1000);
+    mt_tb_end(b, 10, 1000, 2, 0, 0);
+    char *path = finish(b);
+    mt_trace_t *t = open_ok(path);
+    cr_expect_eq(mt__trace_time_of(t, 5), 900);
+    cr_expect_eq(mt__trace_time_of(t, 10), 1000);
+    cr_expect_leq(mt__trace_time_of(t, 4), 900);
+    cr_expect_geq(mt__trace_time_of(t, 6), 900);
+    done(path, t);
+}
