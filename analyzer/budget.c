@@ -680,6 +680,7 @@ typedef struct partial {
 typedef struct label_stats {
     bool from_seen, to_seen; /* to_seen: after a from */
     size_t between_seen;
+    bool sites_matched;      /* a site scope matched some stack */
 } label_stats_t;
 
 /* One trace being evaluated. */
@@ -1180,12 +1181,23 @@ static int assemble(const mt_budget_set_t *set, mt_trace_t *const *traces, size_
             npresent += row[ti].present;
             const label_stats_t *l = &labels[bi * ntraces + ti];
             ls.from_seen |= l->from_seen;
+            ls.sites_matched |= l->sites_matched;
             ls.to_seen |= l->to_seen;
             if (l->between_seen > ls.between_seen)
                 ls.between_seen = l->between_seen;
         }
         if (!npresent)
             return scope_error(b, traces, ntraces, napplies, &ls, first, err, errlen);
+        if ((b->function || b->file || b->module) && !ls.sites_matched) {
+            /* A glob with a typo would pass forever: say so instead. */
+            snprintf(err, errlen, "budget '%s': no stack %s has a frame matching%s%s%s%s%s%s", b->name,
+                     napplies == 1 ? "of the trace" : "of the traces it applies to",
+                     b->function ? " function '" : "", b->function ? b->function : "", b->function ? "'" : "",
+                     b->file ? " file '" : "", b->file ? b->file : "", b->file ? "'" : "");
+            if (b->module && strlen(err) + strlen(b->module) + 16 < errlen)
+                snprintf(err + strlen(err), errlen - strlen(err), " module '%s'", b->module);
+            return -EINVAL;
+        }
         for (size_t li = 0; li < b->nlimits; li++) {
             partial_t *pl = &row[li * ntraces];
             mt_budget_result_t r = {.budget = bi, .metric = b->limits[li].metric, .limit = b->limits[li].limit,
@@ -1279,6 +1291,8 @@ int mt__budget_evaluate(const mt_budget_set_t *set, mt_trace_t *const *traces, m
             }
             if ((rc = make_filter(&tc, b, &s->filter)) < 0)
                 goto trace_done;
+            for (size_t i = 0; s->filter && i <= tc.nstacks && !s->labels->sites_matched; i++)
+                s->labels->sites_matched = s->filter[i];
             s->tracked = s->filter || b->region != MT_BUDGET_WHOLE_RUN;
             if (s->tracked && (rc = tracker_init(&s->tr, nsites)) < 0)
                 goto trace_done;

@@ -32,6 +32,7 @@ typedef struct options {
     const char *junit;
     bool json, github, merge, update, no_color;
     bool default_suppressions;
+    bool allow_incomplete; /* check traces that lost events or were cut short */
     uint64_t headroom_ppm; /* parts per million added by --update */
     mt_patterns_t suppressions;
     mt_patterns_t wrappers;
@@ -69,6 +70,8 @@ static void usage(FILE *f)
             "                         (a new file gets one whole-run budget)\n"
             "  --headroom P%%          with --update: limits are the measured values plus P%%\n"
             "                         (default 0%%)\n"
+            "  --allow-incomplete     check traces that were cut short or lost events\n"
+            "                         (otherwise such a trace is bad input)\n"
             "  --no-color             no colours even on a terminal (NO_COLOR also works)\n"
             "  -h, --help             print this help\n"
             "\n"
@@ -123,6 +126,7 @@ enum {
     OPT_UPDATE,
     OPT_HEADROOM,
     OPT_NO_COLOR,
+    OPT_ALLOW_INCOMPLETE,
 };
 
 static const struct option long_options[] = {
@@ -137,6 +141,7 @@ static const struct option long_options[] = {
     {"update", no_argument, NULL, OPT_UPDATE},
     {"headroom", required_argument, NULL, OPT_HEADROOM},
     {"no-color", no_argument, NULL, OPT_NO_COLOR},
+    {"allow-incomplete", no_argument, NULL, OPT_ALLOW_INCOMPLETE},
     {"no-colour", no_argument, NULL, OPT_NO_COLOR},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -158,6 +163,7 @@ static int parse_options(int argc, char **argv, options_t *opt)
         case 'o': opt->output = optarg; break;
         case OPT_JUNIT: opt->junit = optarg; break;
         case OPT_GITHUB: opt->github = true; break;
+        case OPT_ALLOW_INCOMPLETE: opt->allow_incomplete = true; break;
         case OPT_SUPPRESSIONS:
             if (mt__suppressions_load(&opt->suppressions, optarg, err, sizeof err) < 0) {
                 fprintf(stderr, "memtrack: %s\n", err);
@@ -218,6 +224,19 @@ static int load_traces(check_t *ck, char **paths, size_t n)
             else
                 fprintf(stderr, "memtrack: %s: %s\n", paths[i], err[0] ? err : strerror(-rc));
             return rc;
+        }
+        const mt_trace_info_t *info = mt__trace_info(ck->traces[i]);
+        if (!ck->opt->allow_incomplete && (!info->complete || info->truncated || info->dropped)) {
+            ck->ntraces++;
+            if (info->dropped)
+                fprintf(stderr, "memtrack: %s: %" PRIu64 " events were lost while recording: its numbers are "
+                        "too low to check against a budget (--allow-incomplete checks them anyway)\n",
+                        paths[i], info->dropped);
+            else
+                fprintf(stderr, "memtrack: %s: the trace is cut short (the program was killed, or the file "
+                        "damaged): its numbers cannot be checked (--allow-incomplete checks them anyway)\n",
+                        paths[i]);
+            return -EINVAL;
         }
         if (!(ck->syms[i] = mt__symbolizer_new(ck->traces[i]))) {
             ck->ntraces++;

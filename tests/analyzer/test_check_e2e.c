@@ -359,3 +359,48 @@ Test(check_e2e, run_with_budget_gives_the_checks_status_or_the_programs_failure)
     free(err);
     release(&fx);
 }
+
+Test(check_e2e, a_site_glob_that_matches_no_stack_exits_2_instead_of_passing)
+{
+    fixture_t fx;
+    record(&fx);
+    const char *budget = write_in(&fx, "typo.json", "{\"budgets\": [{\"name\": \"p\", \"function\": \"prase_*\", "
+                                                    "\"peak_bytes\": \"1MiB\"}]}");
+    char *out, *err;
+    int code = memtrack(&fx, &out, &err, (const char *[]){"check", "--budget", budget, fx.trace, NULL});
+    cr_expect_eq(code, 2, "exit %d: %s%s", code, err, out);
+    cr_expect(strstr(err, "budget 'p': no stack of the trace has a frame matching function 'prase_*'"), "%s", err);
+    cr_expect_eq(strchr(err, '\n'), err + strlen(err) - 1, "more than one line: %s", err);
+    free(out);
+    free(err);
+    release(&fx);
+}
+
+Test(check_e2e, a_trace_cut_short_is_bad_input_unless_allowed)
+{
+    fixture_t fx;
+    record(&fx);
+    size_t len;
+    char *bytes = mt_e2e_read_file(fx.trace, &len);
+    cr_assert(bytes && len > 200);
+    char cut[4200];
+    snprintf(cut, sizeof cut, "%s.cut.mtrace", fx.trace);
+    FILE *f = fopen(cut, "w");
+    cr_assert(f);
+    fwrite(bytes, 1, len - 3, f); /* inside the END record */
+    fclose(f);
+    free(bytes);
+    const char *budget = write_in(&fx, "leak.json", leak_budget);
+    char *out, *err;
+    int code = memtrack(&fx, &out, &err, (const char *[]){"check", "--budget", budget, cut, NULL});
+    cr_expect_eq(code, 2, "exit %d: %s%s", code, err, out);
+    cr_expect(strstr(err, "cut short"), "%s", err);
+    cr_expect_eq(strchr(err, '\n'), err + strlen(err) - 1, "more than one line: %s", err);
+    free(out);
+    free(err);
+    code = memtrack(&fx, &out, &err, (const char *[]){"check", "--allow-incomplete", "--budget", budget, cut, NULL});
+    cr_expect_eq(code, 1, "the leak budget is still checked and exceeded: exit %d: %s%s", code, err, out);
+    free(out);
+    free(err);
+    release(&fx);
+}
