@@ -274,7 +274,8 @@ static int print_text(ctx_t *c, const leaked_t *leaked, size_t nleaked)
     if (a->npoints < 3)
         printf("  (too few snapshots after the warm-up: %zu; candidates need at least 3)\n", a->npoints);
     else if (!a->ncandidates)
-        printf("  (none: no site grows from snapshot to snapshot)\n");
+        printf("  (none: no site grows from snapshot to snapshot past the thresholds; sites that grew "
+               "are listed below with the reason)\n");
     for (size_t i = 0; i < shown_count(c->opt, a->ncandidates); i++) {
         const mt_site_series_t *ss = &a->sites[i];
         const mt_series_stats_t *st = &ss->stats;
@@ -308,8 +309,21 @@ static int print_text(ctx_t *c, const leaked_t *leaked, size_t nleaked)
         uint64_t max = 0;
         for (size_t p = 0; p < a->npoints; p++)
             max = ss->live_bytes[p] > max ? ss->live_bytes[p] : max;
-        printf("  %-11s up to %-10s %s\n", mt__shape_name(ss->stats.shape), mt__format_size(max, b1, sizeof b1),
-               head);
+        const mt_series_stats_t *st = &ss->stats;
+        const mt_leak_options_t *lo = &c->opt->leak;
+        char why[160];
+        if (st->shape != MT_SHAPE_STEADY_LEAK && st->shape != MT_SHAPE_STEP_LEAK)
+            snprintf(why, sizeof why, "%s", mt__shape_description(st->shape));
+        else if (st->growth_bytes < 0 || (uint64_t)st->growth_bytes < lo->min_growth_bytes)
+            snprintf(why, sizeof why, "grew %s in all, under --min-growth",
+                     mt__format_size(st->growth_bytes < 0 ? 0 : (uint64_t)st->growth_bytes, b2, sizeof b2));
+        else if (st->intervals_grown < lo->min_intervals_grown)
+            snprintf(why, sizeof why, "grew in %zu intervals, under --min-intervals", st->intervals_grown);
+        else
+            snprintf(why, sizeof why, "gave back more than --max-shrink allows, or confidence %.2f is under "
+                     "--min-confidence", st->confidence);
+        printf("  %-11s up to %-10s %s\n", mt__shape_name(st->shape), mt__format_size(max, b1, sizeof b1), head);
+        printf("       not a candidate: %s\n", why);
         free(s.frames);
     }
     return 0;

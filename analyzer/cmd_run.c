@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "budget.h"
 #include "commands.h"
 
 static void usage(FILE *f)
@@ -307,6 +308,16 @@ int mt_cmd_run(int argc, char **argv)
     if ((junit || github) && !budget) {
         fprintf(stderr, "memtrack run: --junit and --github go with --budget\n");
         return MT_EXIT_BAD_INPUT;
+    }
+    if (budget) {
+        /* A bad budget file must not cost a whole run to find out. */
+        mt_budget_set_t set;
+        char err[1024];
+        if (mt__budget_load(budget, &set, err, sizeof err) < 0) {
+            fprintf(stderr, "memtrack: %s\n", err);
+            return MT_EXIT_BAD_INPUT;
+        }
+        mt__budget_set_free(&set);
     }
     char **traces;
     size_t ntraces;
