@@ -124,6 +124,8 @@ static void print_record(const mt_record_t *r)
                " stacks=%" PRIu64,
                r->u.end.last_seq, r->u.end.time_ns, r->u.end.events, r->u.end.dropped,
                r->u.end.stacks);
+        if (r->u.end.signal)
+            printf(" signal=%" PRIu64, r->u.end.signal);
         break;
     }
     putchar('\n');

@@ -605,6 +605,9 @@ static void print_header(report_t *rep, const section_t *sec)
                 counted(t->allocations, "allocation", b, sizeof b), col(rep, C_OFF));
         fprintf(o, "  trace %s%s\n", p->path,
                 p->info->flags & MT_TRACE_F_FORKED ? " (forked child)" : "");
+        if (p->info->end_signal)
+            fprintf(o, "  %sthe process died of signal %" PRIu32 " (%s)%s: the trace ends there\n",
+                    col(rep, C_BOLD), p->info->end_signal, strsignal((int)p->info->end_signal), col(rep, C_OFF));
     } else {
         fprintf(o, "%smemtrack report: %zu processes merged, %s%s\n", col(rep, C_BOLD), sec->nprocs,
                 counted(t->allocations, "allocation", b, sizeof b), col(rep, C_OFF));
@@ -709,7 +712,9 @@ static cJSON *process_json(const proc_t *p)
               cJSON_AddBoolToObject(o, "forked", (p->info->flags & MT_TRACE_F_FORKED) != 0) &&
               mt__json_u64(o, "duration_ns", p->info->duration_ns) &&
               cJSON_AddBoolToObject(o, "complete", p->info->complete) &&
-              cJSON_AddBoolToObject(o, "truncated", p->info->truncated);
+              cJSON_AddBoolToObject(o, "truncated", p->info->truncated) &&
+              (p->info->end_signal ? mt__json_u64(o, "signal", p->info->end_signal)
+                                   : cJSON_AddNullToObject(o, "signal") != NULL);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;

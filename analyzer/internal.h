@@ -86,6 +86,7 @@ typedef struct mt_trace_info {
     uint64_t last_seq;     /* highest sequence number seen */
     uint64_t duration_ns;  /* time of the last TIME or END record */
     bool complete;         /* an END record was found */
+    uint32_t end_signal;   /* the fatal signal the process died of, 0 if none */
     bool truncated;        /* the file ends inside a record */
     uint64_t truncated_at; /* offset of the cut record, when truncated */
     size_t nmodules;
@@ -188,6 +189,7 @@ typedef struct mt_record {
         } lost;
         struct {
             uint64_t last_seq, time_ns, events, dropped, stacks;
+            uint64_t signal; /* 0 when absent */
         } end;
     } u;
 } mt_record_t;

@@ -573,6 +573,9 @@ static int parse_record(mt_record_iter_t *it, fields_t *f, mt_record_t *rec, uin
             (r = field(f, "dropped", &rec->u.end.dropped)) ||
             (r = field(f, "stacks", &rec->u.end.stacks)))
             return r;
+        rec->u.end.signal = 0;
+        if (f->p != f->end && (r = field(f, "signal", &rec->u.end.signal)))
+            return r;
         return fields_done(f);
     default:
         return bad(f, "unknown record type");
@@ -1156,6 +1159,7 @@ static int load_record(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *r
         return 0;
     case MT_REC_END:
         t->info.complete = true;
+        t->info.end_signal = rec->u.end.signal < 128 ? (uint32_t)rec->u.end.signal : 0;
         t->end_dropped = max_u64(t->end_dropped, rec->u.end.dropped);
         t->info.last_seq = max_u64(t->info.last_seq, rec->u.end.last_seq);
         t->info.duration_ns = max_u64(t->info.duration_ns, rec->u.end.time_ns);

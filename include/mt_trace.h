@@ -30,7 +30,9 @@
  *             round, so the reader can place any event in time by its seq
  *   CHUNK     v:stream v:tid v:count v:first_seq then count x event
  *   LOST      v:stream v:count (events a producer could not store)
- *   END       v:last_seq v:time_ns v:events v:dropped v:stacks
+ *   END       v:last_seq v:time_ns v:events v:dropped v:stacks [v:signal]
+ *             signal: the fatal signal the process died of (its crash
+ *             handler wrote the END); absent or 0 when it exited
  *
  *   event     u8:op|flags, v:seq_delta (against the previous event's seq,
  *             the first against first_seq; left out under MT_EV_SEQ1) then,

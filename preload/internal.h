@@ -246,6 +246,10 @@ MT_HIDDEN void mt__writer_flush(mt_flush_t kind, unsigned timeout_ms);
  * next round. Async-signal-safe. */
 MT_HIDDEN void mt__writer_request_snapshot(void);
 
+/* The fatal signal the process is dying of, set by the crash handler before
+ * its final flush so that the END record says so; 0 otherwise. */
+extern _Atomic int mt__fatal_signal MT_HIDDEN;
+
 /* Returns the id of label text, interning it, or UINT32_MAX. */
 MT_HIDDEN uint32_t mt__label_intern(const char *text);
 

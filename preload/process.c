@@ -46,8 +46,10 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
     int saved = errno;
-    if (getpid() == mt__pid && atomic_load(&mt__state) == MT_STATE_ACTIVE)
+    if (getpid() == mt__pid && atomic_load(&mt__state) == MT_STATE_ACTIVE) {
+        atomic_store(&mt__fatal_signal, sig);
         mt__writer_flush(MT_FLUSH_FINAL, 2000);
+    }
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;

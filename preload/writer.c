@@ -523,14 +523,19 @@ static void round_once(void)
     }
 }
 
+_Atomic int mt__fatal_signal;
+
 static void emit_end(void)
 {
-    uint8_t buf[5 * MT_VARINT_MAX], *p = buf;
+    uint8_t buf[6 * MT_VARINT_MAX], *p = buf;
     p = mt_put_varint(p, atomic_load(&mt__seq));
     p = mt_put_varint(p, now_rel());
     p = mt_put_varint(p, events_written);
     p = mt_put_varint(p, dropped_total);
     p = mt_put_varint(p, gstack_count);
+    int sig = atomic_load(&mt__fatal_signal);
+    if (sig)
+        p = mt_put_varint(p, (uint64_t)sig);
     emit(MT_REC_END, buf, (size_t)(p - buf));
 }
 

@@ -383,3 +383,34 @@ Test(report_e2e, colours_appear_on_a_terminal_only_without_no_color, .timeout = 
     mt_e2e_run_free(&r);
     mt_e2e_run_free(&run);
 }
+
+Test(report_e2e, a_crashed_program_is_reported_with_the_signal_it_died_of, .timeout = 60)
+{
+    mt_e2e_opts_t o = {.capture_stdout = true};
+    mt_e2e_run_t run;
+    cr_assert_eq(mt_e2e_run_target(&run, &o, "crash_segv", "4", NULL), 0);
+    cr_assert_eq(run.signal, 11);
+    cr_assert_eq(run.ntraces, 1);
+    cJSON *doc = report_json(run.dir, run.traces[0], NULL);
+    const cJSON *proc = cJSON_GetObjectItemCaseSensitive(doc, "process");
+    cr_expect_eq(num(proc, "signal"), 11);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(proc, "complete")));
+    /* The 4 blocks (stdout's buffer is suppressed by default). */
+    cr_expect_eq(num(cJSON_GetObjectItemCaseSensitive(doc, "totals"), "leaked_allocations"), 4);
+    cJSON_Delete(doc);
+    const char *args[] = {"report", run.traces[0], NULL};
+    mt_e2e_run_t r;
+    run_memtrack(&r, run.dir, args);
+    char *out = read_or_fail(r.stdout_path);
+    cr_expect(strstr(out, "died of signal 11"), "%s", out);
+    free(out);
+    mt_e2e_run_free(&r);
+    mt_e2e_run_free(&run);
+
+    record(&run, "demo", 1);
+    doc = report_json(run.dir, run.traces[0], NULL);
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "process"),
+                                                             "signal")));
+    cJSON_Delete(doc);
+    mt_e2e_run_free(&run);
+}
