@@ -565,10 +565,11 @@ static int print_list(report_t *rep, section_t *sec, mt_sort_key_t key)
         return rc;
     FILE *o = rep->out;
     if (rep->opt->top)
-        fprintf(o, "\n%sTOP %zu SITE%s %s%s\n", col(rep, C_BOLD), rep->opt->top, rep->opt->top == 1 ? "" : "S",
-                list_title(key), col(rep, C_OFF));
+        fprintf(o, "\n%sTOP %zu SITE%s %s%s%s\n", col(rep, C_BOLD), rep->opt->top, rep->opt->top == 1 ? "" : "S",
+                list_title(key), sec->estimated ? " (estimates)" : "", col(rep, C_OFF));
     else
-        fprintf(o, "\n%sALL SITES %s%s\n", col(rep, C_BOLD), list_title(key), col(rep, C_OFF));
+        fprintf(o, "\n%sALL SITES %s%s%s\n", col(rep, C_BOLD), list_title(key),
+                sec->estimated ? " (estimates)" : "", col(rep, C_OFF));
     if (!n)
         fprintf(o, "  (none)\n");
     for (size_t i = 0; i < n; i++) {
@@ -600,8 +601,8 @@ static void print_header(report_t *rep, const section_t *sec)
     const mt_totals_t *t = &sec->totals;
     if (!sec->merged) {
         const proc_t *p = &sec->procs[0];
-        fprintf(o, "%smemtrack report: %s (pid %" PRIu64 "), %s, %s%s\n", col(rep, C_BOLD), process_name(p),
-                p->info->pid, mt__format_duration(p->info->duration_ns, a, sizeof a),
+        fprintf(o, "%smemtrack report: %s (pid %" PRIu64 "), %s, %s%s%s\n", col(rep, C_BOLD), process_name(p),
+                p->info->pid, mt__format_duration(p->info->duration_ns, a, sizeof a), sec->estimated ? "~" : "",
                 counted(t->allocations, "allocation", b, sizeof b), col(rep, C_OFF));
         fprintf(o, "  trace %s%s\n", p->path,
                 p->info->flags & MT_TRACE_F_FORKED ? " (forked child)" : "");
