@@ -18,10 +18,18 @@
  * is owned by one thread at a time and its slot changes only while it is
  * owned (set after the real allocation returns, cleared before the real
  * free), so a lookup never misses a sampled block and needs no lock: slots
- * are claimed and cleared with compare-and-swap. A bucket whose eight slots
- * are all taken marks itself overflowed for good, and from then on every
- * free that hashes to it is recorded; the analyzer ignores frees of blocks it
- * never saw in a sampled trace.
+ * are claimed with compare-and-swap. A bucket whose eight slots are all
+ * taken marks itself overflowed for good, and from then on every free that
+ * hashes to it is recorded; the analyzer ignores frees of blocks it never
+ * saw in a sampled trace.
+ *
+ * Most frees are of blocks that were not sampled, and most buckets are
+ * empty, so a free first reads a compact array of per-bucket counts (32 KiB,
+ * which stays in cache) and looks at the bucket only when its count is not
+ * zero. A bucket's count is raised after a slot is claimed and lowered after
+ * it is cleared; the owner of a sampled block raised it itself and has not
+ * lowered it, and every other block's raise comes before its lowering, so
+ * the count of a bucket holding the caller's block is never read as zero.
  */
 #include <errno.h>
 #include <string.h>
@@ -30,16 +38,20 @@
 
 #define BUCKET_SLOTS 8
 #define BUCKETS (1u << 14) /* 1 MiB of address space, touched as needed */
+_Static_assert(BUCKETS == 1u << 14, "bucket_of takes 14 bits of the hash");
 
 typedef struct bucket {
-    _Alignas(64) _Atomic uint64_t slot[BUCKET_SLOTS - 1];
-    _Atomic uint64_t overflowed;
+    _Alignas(64) _Atomic uint64_t slot[BUCKET_SLOTS];
 } bucket_t;
 
+/* Per bucket: slots taken, plus OVERFLOWED once the bucket was ever full. */
+#define OVERFLOWED 0x8000u
+
 static bucket_t *table;
+static _Atomic uint16_t *counts;
 static _Atomic uint64_t threads_seeded;
 
-/* The seven slots plus a flag keep a bucket in one cache line. */
+/* A bucket is one cache line. */
 _Static_assert(sizeof(bucket_t) == 64, "a bucket is one cache line");
 
 static uint64_t splitmix64(uint64_t *state)
@@ -81,24 +93,26 @@ static uint64_t draw(void)
     return (uint64_t)(-log_unit(u) * (double)mt__config.sample_bytes) + 1;
 }
 
-static bucket_t *bucket_of(uint64_t p)
+static size_t bucket_of(uint64_t p)
 {
-    uint64_t h = (p >> 4) * 0x9e3779b97f4a7c15ull;
-    return &table[h >> (64 - 14)];
+    return (size_t)(((p >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - 14));
 }
 
 static void remember(const void *ptr)
 {
     uint64_t p = (uint64_t)(uintptr_t)ptr;
-    bucket_t *b = bucket_of(p);
-    for (int i = 0; i < BUCKET_SLOTS - 1; i++) {
+    size_t k = bucket_of(p);
+    bucket_t *b = &table[k];
+    for (int i = 0; i < BUCKET_SLOTS; i++) {
         uint64_t empty = 0;
         if (atomic_load_explicit(&b->slot[i], memory_order_relaxed) == 0 &&
             atomic_compare_exchange_strong_explicit(&b->slot[i], &empty, p, memory_order_relaxed,
-                                                    memory_order_relaxed))
+                                                    memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&counts[k], 1, memory_order_relaxed);
             return;
+        }
     }
-    atomic_store_explicit(&b->overflowed, 1, memory_order_relaxed);
+    atomic_fetch_or_explicit(&counts[k], OVERFLOWED, memory_order_relaxed);
 }
 
 /* Decides for an allocation that reached the countdown; see internal.h. */
@@ -123,13 +137,18 @@ bool mt__sample_slow(const void *p, size_t n)
 bool mt__sample_forget(const void *ptr)
 {
     uint64_t p = (uint64_t)(uintptr_t)ptr;
-    bucket_t *b = bucket_of(p);
-    for (int i = 0; i < BUCKET_SLOTS - 1; i++)
+    size_t k = bucket_of(p);
+    unsigned c = atomic_load_explicit(&counts[k], memory_order_relaxed);
+    if (MT_LIKELY(c == 0))
+        return false;
+    bucket_t *b = &table[k];
+    for (int i = 0; i < BUCKET_SLOTS; i++)
         if (atomic_load_explicit(&b->slot[i], memory_order_relaxed) == p) {
             atomic_store_explicit(&b->slot[i], 0, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&counts[k], 1, memory_order_relaxed);
             return true;
         }
-    return atomic_load_explicit(&b->overflowed, memory_order_relaxed) != 0;
+    return (c & OVERFLOWED) != 0;
 }
 
 /* Remembers p again; see internal.h. */
@@ -142,5 +161,6 @@ void mt__sample_keep(const void *p)
 int mt__sample_init(void)
 {
     table = mt__os_map(sizeof(bucket_t) * BUCKETS);
-    return table ? 0 : -ENOMEM;
+    counts = table ? mt__os_map(sizeof *counts * BUCKETS) : NULL;
+    return counts ? 0 : -ENOMEM;
 }
