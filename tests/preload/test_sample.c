@@ -20,18 +20,23 @@
 
 static const uint64_t sizes[] = {16, 64, 256, 1024};
 
-static void run_sampled(mt_e2e_run_t *run, mt_e2e_trace_t *tr, const char *setting)
+static void run_sampled_target(mt_e2e_run_t *run, mt_e2e_trace_t *tr, const char *target, const char *setting)
 {
     const char *env[] = {setting, NULL};
-    mt_e2e_opts_t o = {.env = env, .capture_stderr = true};
-    int rc = mt_e2e_run_target(run, &o, "sample_known", NULL);
-    cr_assert_eq(rc, 0, "cannot run sample_known: %s", strerror(-rc));
+    mt_e2e_opts_t o = {.env = env, .capture_stderr = true, .capture_stdout = true};
+    int rc = mt_e2e_run_target(run, &o, target, NULL);
+    cr_assert_eq(rc, 0, "cannot run %s: %s", target, strerror(-rc));
     cr_assert_eq(run->exit_code, 0);
     cr_assert_eq(run->ntraces, 1, "expected 1 trace in %s, found %zu", run->dir, run->ntraces);
     rc = mt_e2e_trace_open(tr, run->traces[0]);
     cr_assert_eq(rc, 0, "cannot read %s: %s", run->traces[0], tr->err);
     cr_assert(tr->info->complete);
     cr_assert_eq(tr->info->dropped, 0);
+}
+
+static void run_sampled(mt_e2e_run_t *run, mt_e2e_trace_t *tr, const char *setting)
+{
+    run_sampled_target(run, tr, "sample_known", setting);
 }
 
 Test(sample, sampling_records_few_blocks_in_proportion_to_their_size, .timeout = 30)
@@ -112,5 +117,31 @@ Test(sample, a_bad_sample_size_gives_one_warning_and_records_everything, .timeou
         cr_expect_eq(mt_e2e_count(&tr.tally, MT_OP_MALLOC, 64), N_PER_SIZE, "%s", setting);
         mt_e2e_trace_close(&tr);
         mt_e2e_run_free(&run);
+    }
+}
+
+/* record_entry and record_cxx call every C entry point and every operator
+ * new and delete once, with sizes near 1000 bytes: at S = 1500 about half of
+ * the blocks are sampled. Whichever are, every free, realloc free half and
+ * delete in the trace must be that of a recorded block. */
+Test(sample, every_entry_point_records_the_frees_of_sampled_blocks_only, .timeout = 30)
+{
+    static const char *const targets[] = {"record_entry", "record_cxx"};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        mt_e2e_run_t full_run, run;
+        mt_e2e_trace_t full, tr;
+        run_sampled_target(&full_run, &full, targets[i], "MEMTRACK_SAMPLE_BYTES=0");
+        run_sampled_target(&run, &tr, targets[i], "MEMTRACK_SAMPLE_BYTES=1500");
+        cr_expect_gt(tr.tally.allocs, 0, "%s: nothing sampled", targets[i]);
+        cr_expect_lt(tr.tally.allocs, full.tally.allocs, "%s: everything sampled", targets[i]);
+        cr_expect_eq(tr.tally.unknown_frees, 0, "%s: %llu frees of blocks that were not sampled", targets[i],
+                     (unsigned long long)tr.tally.unknown_frees);
+        cr_expect_eq(tr.tally.frees, tr.tally.matched_frees, "%s", targets[i]);
+        cr_expect_eq(tr.tally.double_allocs, 0, "%s", targets[i]);
+        cr_expect_eq(full.tally.unknown_frees, 0, "%s: the full run has unknown frees", targets[i]);
+        mt_e2e_trace_close(&tr);
+        mt_e2e_trace_close(&full);
+        mt_e2e_run_free(&run);
+        mt_e2e_run_free(&full_run);
     }
 }
