@@ -605,7 +605,7 @@ NEW_HOOK(_ZnamSt11align_val_tRKSt9nothrow_t, MT_OP_NEW_ARRAY, (size_t n, size_t 
         }                                                          \
         ENTER();                                                   \
         int e = errno;                                             \
-        record_free_at(op, p, free_seq(p));                         \
+        record_free_at(op, p, free_seq(p));                        \
         if (fn)                                                    \
             fn args;                                               \
         else                                                       \
