@@ -635,20 +635,20 @@ static void print_totals(report_t *rep, const section_t *sec)
             mt__format_size(t->bytes_allocated, b, sizeof b));
     fprintf(o, "  frees            %s%s\n", e, mt__format_count(t->frees, a, sizeof a));
     if (sec->merged)
-        fprintf(o, "  peak heap        %s%s in %s (sum of each process's peak)\n", e,
-                mt__format_size(t->peak_bytes, a, sizeof a), counted(t->peak_allocations, "block", b, sizeof b));
+        fprintf(o, "  peak heap        %s%s in %s%s (sum of each process's peak)\n", e,
+                mt__format_size(t->peak_bytes, a, sizeof a), e, counted(t->peak_allocations, "block", b, sizeof b));
     else
-        fprintf(o, "  peak heap        %s%s in %s at %s\n", e, mt__format_size(t->peak_bytes, a, sizeof a),
+        fprintf(o, "  peak heap        %s%s in %s%s at %s\n", e, mt__format_size(t->peak_bytes, a, sizeof a), e,
                 counted(t->peak_allocations, "block", b, sizeof b),
                 mt__format_duration(t->peak_time_ns, c, sizeof c));
-    fprintf(o, "  leaked           %s%s%s%s in %s", col(rep, t->leaked_bytes ? C_RED : ""), e,
-            mt__format_size(t->leaked_bytes, a, sizeof a), col(rep, t->leaked_bytes ? C_OFF : ""),
+    fprintf(o, "  leaked           %s%s%s%s in %s%s", col(rep, t->leaked_bytes ? C_RED : ""), e,
+            mt__format_size(t->leaked_bytes, a, sizeof a), col(rep, t->leaked_bytes ? C_OFF : ""), e,
             counted(t->leaked_allocations, "block", b, sizeof b));
     if (sec->suppressed_allocations)
         fprintf(o, " (and %s in %s suppressed)", mt__format_size(sec->suppressed_bytes, a, sizeof a),
                 counted(sec->suppressed_allocations, "block", b, sizeof b));
     fprintf(o, "\n");
-    fprintf(o, "  temporary        %s%s (%s)\n", e, counted(t->temporary_allocations, "allocation", a, sizeof a),
+    fprintf(o, "  temporary        %s%s (%s%s)\n", e, counted(t->temporary_allocations, "allocation", a, sizeof a), e,
             mt__format_size(t->temporary_bytes, b, sizeof b));
     if (t->unknown_frees)
         fprintf(o, "  unknown frees    %s (memory allocated before recording or inherited)\n",

@@ -141,6 +141,7 @@ Test(sampling, the_text_report_of_a_sampled_trace_says_estimate, .timeout = 30)
     cr_expect_eq(status, 0);
     cr_expect(strstr(out, "TOTALS (estimates"), "no estimate label: %s", out);
     cr_expect(strstr(out, "allocations      ~"), "no '~' on the totals: %s", out);
+    cr_expect(strstr(out, "leaked           ~") && strstr(out, " in ~"), "no '~' on the leaks: %s", out);
     cr_expect(strstr(out, "BY PEAK (estimates)"), "no estimate label on the sites: %s", out);
     cr_expect_null(strstr(out, "unknown frees"), "frees of unsampled blocks reported: %s", out);
     free(out);
