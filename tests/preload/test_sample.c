@@ -121,12 +121,14 @@ Test(sample, a_bad_sample_size_gives_one_warning_and_records_everything, .timeou
 }
 
 /* record_entry and record_cxx call every C entry point and every operator
- * new and delete once, with sizes near 1000 bytes: at S = 1500 about half of
- * the blocks are sampled. Whichever are, every free, realloc free half and
- * delete in the trace must be that of a recorded block. */
-Test(sample, every_entry_point_records_the_frees_of_sampled_blocks_only, .timeout = 30)
+ * new and delete once, and thread_churn's 2000 threads free each other's
+ * blocks, all with sizes near 1000 bytes: at S = 1500 about half of the
+ * blocks are sampled. Whichever are, every free, realloc free half and
+ * delete in the trace must be that of a recorded block, whichever thread
+ * frees it. */
+Test(sample, every_entry_point_and_thread_records_the_frees_of_sampled_blocks_only, .timeout = 60)
 {
-    static const char *const targets[] = {"record_entry", "record_cxx"};
+    static const char *const targets[] = {"record_entry", "record_cxx", "thread_churn"};
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
         mt_e2e_run_t full_run, run;
         mt_e2e_trace_t full, tr;
