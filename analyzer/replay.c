@@ -224,7 +224,10 @@ static void sample_weight(mt_replay_t *r, uint64_t n, uint64_t *size, uint64_t *
     if (!n)
         return;
     double inv = 1.0 / -expm1(-(double)n / (double)r->sample_bytes);
-    *size = (uint64_t)llround((double)n * inv);
+    if (!(inv < 0x1p40))
+        inv = 0x1p40; /* past what the library writes: a damaged header */
+    double bytes = (double)n * inv;
+    *size = bytes < 0x1p63 ? (uint64_t)llround(bytes) : n;
     r->carry += inv;
     double w = floor(r->carry);
     r->carry -= w;
