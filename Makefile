@@ -106,7 +106,7 @@ tests: $(TEST_BIN) targets
 # the preload objects directly (all but hooks.o, which defines malloc), so
 # it can drive the rings and the writer thread without LD_PRELOAD.
 MT_PLUGIN_SRC := $(wildcard tests/targets/plugin/*.c)
-MT_RING_TEST_OBJ := $(addprefix $(BUILD)/obj/preload/,ring.o writer.o os.o config.o modules.o unwind.o process.o)
+MT_RING_TEST_OBJ := $(addprefix $(BUILD)/obj/preload/,ring.o writer.o os.o config.o modules.o unwind.o process.o sample.o)
 
 $(BUILD)/targets/libmtplugin.so: $(MT_PLUGIN_SRC)
 	@mkdir -p $(dir $@)

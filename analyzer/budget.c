@@ -750,14 +750,15 @@ static void tracker_touch(tracker_t *tr, size_t idx)
     }
 }
 
-static void tracker_alloc(tracker_t *tr, size_t idx, uint64_t size)
+/* weight: the blocks one recorded block stands for (1 unless sampled). */
+static void tracker_alloc(tracker_t *tr, size_t idx, uint64_t size, uint64_t weight)
 {
     tracker_touch(tr, idx);
     tr->s_live[idx] += size;
-    tr->s_allocs[idx]++;
+    tr->s_allocs[idx] += weight;
     tr->s_bytes[idx] += size;
     tr->live += size;
-    tr->allocs++;
+    tr->allocs += weight;
     tr->bytes += size;
     if (tr->live > tr->max) {
         tr->max = tr->live;
@@ -765,14 +766,14 @@ static void tracker_alloc(tracker_t *tr, size_t idx, uint64_t size)
     }
 }
 
-static void tracker_unlive(tracker_t *tr, size_t idx, uint64_t size, bool temporary)
+static void tracker_unlive(tracker_t *tr, size_t idx, uint64_t size, uint64_t weight, bool temporary)
 {
     tracker_touch(tr, idx);
     tr->s_live[idx] -= size;
     tr->live -= size;
     if (temporary) {
-        tr->s_temps[idx]++;
-        tr->temps++;
+        tr->s_temps[idx] += weight;
+        tr->temps += weight;
     }
 }
 
@@ -1069,12 +1070,12 @@ static int run_trace(trace_ctx_t *tc, bstate_t *bs, size_t nbs, char *err, size_
             if (old && (frees || allocates)) {
                 size_t idx = index_of_stack(tc, prior.stack);
                 if (tracker_covers(tr, idx, prior.seq))
-                    tracker_unlive(tr, idx, prior.size, temporary);
+                    tracker_unlive(tr, idx, prior.size, prior.weight, temporary);
             }
             if (now) {
                 size_t idx = index_of_stack(tc, now->stack);
                 if (tracker_covers(tr, idx, now->seq))
-                    tracker_alloc(tr, idx, now->size);
+                    tracker_alloc(tr, idx, now->size, now->weight);
             }
         }
     }

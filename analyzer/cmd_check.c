@@ -31,6 +31,7 @@ typedef struct options {
     const char *output;
     const char *junit;
     bool json, github, merge, update, no_color;
+    bool allow_estimates;  /* check sampled traces, whose numbers are estimates */
     bool default_suppressions;
     bool allow_incomplete; /* check traces that lost events or were cut short */
     uint64_t headroom_ppm; /* parts per million added by --update */
@@ -48,6 +49,7 @@ typedef struct check {
     mt_budget_results_t res;
     FILE *out;
     bool color;
+    bool estimated;        /* a trace was sampled: measured values are estimates */
 } check_t;
 
 static void usage(FILE *f)
@@ -72,6 +74,8 @@ static void usage(FILE *f)
             "                         (default 0%%)\n"
             "  --allow-incomplete     check traces that were cut short or lost events\n"
             "                         (otherwise such a trace is bad input)\n"
+            "  --allow-estimates      check sampled traces (MEMTRACK_SAMPLE_BYTES) too: their\n"
+            "                         numbers are estimates, so a limit may pass or fail by chance\n"
             "  --no-color             no colours even on a terminal (NO_COLOR also works)\n"
             "  -h, --help             print this help\n"
             "\n"
@@ -127,6 +131,7 @@ enum {
     OPT_HEADROOM,
     OPT_NO_COLOR,
     OPT_ALLOW_INCOMPLETE,
+    OPT_ALLOW_ESTIMATES,
 };
 
 static const struct option long_options[] = {
@@ -143,6 +148,7 @@ static const struct option long_options[] = {
     {"no-color", no_argument, NULL, OPT_NO_COLOR},
     {"allow-incomplete", no_argument, NULL, OPT_ALLOW_INCOMPLETE},
     {"no-colour", no_argument, NULL, OPT_NO_COLOR},
+    {"allow-estimates", no_argument, NULL, OPT_ALLOW_ESTIMATES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -178,6 +184,7 @@ static int parse_options(int argc, char **argv, options_t *opt)
             headroom = true;
             break;
         case OPT_NO_COLOR: opt->no_color = true; break;
+        case OPT_ALLOW_ESTIMATES: opt->allow_estimates = true; break;
         case 'h': usage(stdout); return MT_EXIT_OK;
         case ':': return bad_usage("%s needs a value", argv[optind - 1]);
         default:
@@ -243,6 +250,27 @@ static int load_traces(check_t *ck, char **paths, size_t n)
             fprintf(stderr, "memtrack: out of memory\n");
             return -ENOMEM;
         }
+    }
+    return 0;
+}
+
+/* A sampled trace's numbers are estimates: checking a limit on them is
+ * refused unless --allow-estimates says so. Returns 0, or -EINVAL after
+ * saying which trace. */
+static int check_sampled(check_t *ck)
+{
+    for (size_t i = 0; i < ck->ntraces; i++) {
+        const mt_trace_info_t *in = mt__trace_info(ck->traces[i]);
+        if (!(in->flags & MT_TRACE_F_SAMPLED))
+            continue;
+        if (!ck->opt->allow_estimates) {
+            fprintf(stderr,
+                    "memtrack: %s: the trace is sampled (about one allocation per %" PRIu64
+                    " bytes), so its numbers are estimates; pass --allow-estimates to check it anyway\n",
+                    ck->paths[i], in->sample_bytes);
+            return -EINVAL;
+        }
+        ck->estimated = true;
     }
     return 0;
 }
@@ -379,6 +407,8 @@ static int print_text(check_t *ck)
     fprintf(o, "%smemtrack check: %zu budget%s from %s, %zu trace%s%s%s\n", col(ck, C_BOLD), ck->set.n,
             ck->set.n == 1 ? "" : "s", ck->opt->budget_path, ck->ntraces, ck->ntraces == 1 ? "" : "s",
             ck->opt->merge && ck->ntraces > 1 ? " merged" : "", col(ck, C_OFF));
+    if (ck->estimated)
+        fprintf(o, "  note: sampled traces: every measured value is an estimate\n");
     for (size_t i = 0; i < ck->res.n; i++) {
         const mt_budget_result_t *r = &ck->res.items[i];
         const mt_budget_t *b = &ck->set.items[r->budget];
@@ -518,6 +548,7 @@ static int print_json(check_t *ck)
     bool ok = doc && cJSON_AddStringToObject(doc, "format", "memtrack-check") && mt__json_u64(doc, "version", 1) &&
               mt__json_str(doc, "budget_file", ck->opt->budget_path) &&
               cJSON_AddBoolToObject(doc, "merged", ck->opt->merge) &&
+              cJSON_AddBoolToObject(doc, "estimated", ck->estimated) &&
               cJSON_AddBoolToObject(doc, "passed", ck->res.all_passed);
     cJSON *procs = ok ? cJSON_AddArrayToObject(doc, "processes") : NULL;
     ok = procs != NULL;
@@ -566,10 +597,9 @@ static void xml_text(FILE *f, const char *s)
 static void failure_message(const check_t *ck, const mt_budget_result_t *r, char *buf, size_t cap)
 {
     char mv[96], lv[96], dv[96];
-    snprintf(buf, cap, "%s %s exceeds the limit %s by %s", mt__budget_metric_name(r->metric),
-             value_text(r->metric, r->measured, mv, sizeof mv), value_text(r->metric, r->limit, lv, sizeof lv),
-             value_text(r->metric, r->measured - r->limit, dv, sizeof dv));
-    (void)ck;
+    snprintf(buf, cap, "%s %s%s exceeds the limit %s by %s", mt__budget_metric_name(r->metric),
+             value_text(r->metric, r->measured, mv, sizeof mv), ck->estimated ? " (estimate)" : "",
+             value_text(r->metric, r->limit, lv, sizeof lv), value_text(r->metric, r->measured - r->limit, dv, sizeof dv));
 }
 
 static int write_junit(check_t *ck, const char *path)
@@ -851,7 +881,7 @@ int mt_cmd_check(int argc, char **argv)
         fprintf(stderr, "memtrack: %s\n", err);
         goto done;
     }
-    if (load_traces(&ck, argv + optind, (size_t)(argc - optind)) < 0)
+    if (load_traces(&ck, argv + optind, (size_t)(argc - optind)) < 0 || check_sampled(&ck) < 0)
         goto done;
     mt_budget_eval_options_t eo = {.merge = opt.merge, .suppressions = &opt.suppressions};
     if ((rc = mt__budget_evaluate(&ck.set, ck.traces, ck.syms, ck.ntraces, &eo, &ck.res, err, sizeof err)) < 0) {

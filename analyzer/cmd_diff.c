@@ -328,6 +328,8 @@ static int print_text(run_t *runs, size_t nruns, const options_t *opt, const row
         printf("memtrack diff: %s\n  from %s\n  to   %s\n", runs[0].path, a, b);
     else
         printf("memtrack diff: %s -> %s\n  from %s\n  to   %s\n", runs[0].path, runs[1].path, a, b);
+    for (size_t i = 0; i < nruns; i++)
+        mt__print_estimate_note(stdout, runs[i].path, runs[i].trace);
     int64_t dblocks = (int64_t)(pt[1]->live_allocations - pt[0]->live_allocations);
     printf("  live heap %s -> %s (%s, %+" PRId64 " blocks)\n", mt__format_size(pt[0]->live_bytes, s1, sizeof s1),
            mt__format_size(pt[1]->live_bytes, s2, sizeof s2),
@@ -405,6 +407,8 @@ static int print_json(run_t *runs, size_t nruns, const options_t *opt, const row
     bool ok = doc && from && to && cJSON_AddStringToObject(doc, "format", "memtrack-diff") &&
               mt__json_u64(doc, "version", 1) &&
               mt__json_str(doc, "match", nruns == 2 ? "symbols" : "stack") &&
+              cJSON_AddBoolToObject(doc, "estimated", mt__trace_sampled(runs[0].trace) ||
+                                                          mt__trace_sampled(runs[nruns - 1].trace)) &&
               cJSON_AddItemToObject(doc, "from", from) && cJSON_AddItemToObject(doc, "to", to);
     if (!ok) {
         cJSON_Delete(from);

@@ -251,6 +251,7 @@ static int print_text(ctx_t *c, const leaked_t *leaked, size_t nleaked)
            info->pid);
     printf("  trace %s: %zu snapshot%s, %zu analyzed after a warm-up of %zu\n", c->path, a->nsnapshots,
            a->nsnapshots == 1 ? "" : "s", a->npoints, a->opt.warmup);
+    mt__print_estimate_note(stdout, c->path, c->trace);
 
     uint64_t bytes = 0, blocks = 0;
     for (size_t i = 0; i < nleaked; i++)
@@ -387,6 +388,10 @@ static cJSON *candidate_json(ctx_t *c, const mt_site_series_t *ss)
 static int print_json(ctx_t *c, const leaked_t *leaked, size_t nleaked)
 {
     cJSON *doc = cJSON_CreateObject();
+    if (doc && !cJSON_AddBoolToObject(doc, "estimated", mt__trace_sampled(c->trace))) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
     cJSON *la = doc ? cJSON_AddArrayToObject(doc, "leaked_at_exit") : NULL;
     cJSON *ca = la ? cJSON_AddArrayToObject(doc, "candidates") : NULL;
     bool ok = ca != NULL;

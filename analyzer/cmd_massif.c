@@ -142,6 +142,8 @@ static int write_massif(FILE *out, mt_export_t *x, void *ctx)
     const mt_snapshot_t *snaps = mt__replay_snapshots(x->replay, &nsnaps);
     fputs("desc: memtrack massif ", out);
     put_clean(out, x->path);
+    if (x->info->flags & MT_TRACE_F_SAMPLED)
+        fputs(" (estimates: the trace is sampled)", out);
     fputs("\ncmd: ", out);
     put_clean(out, x->info->command && *x->info->command ? x->info->command : "(unknown)");
     fprintf(out, "\ntime_unit: %s\n", bytes_time ? "B" : "ms");

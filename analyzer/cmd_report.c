@@ -565,10 +565,11 @@ static int print_list(report_t *rep, section_t *sec, mt_sort_key_t key)
         return rc;
     FILE *o = rep->out;
     if (rep->opt->top)
-        fprintf(o, "\n%sTOP %zu SITE%s %s%s\n", col(rep, C_BOLD), rep->opt->top, rep->opt->top == 1 ? "" : "S",
-                list_title(key), col(rep, C_OFF));
+        fprintf(o, "\n%sTOP %zu SITE%s %s%s%s\n", col(rep, C_BOLD), rep->opt->top, rep->opt->top == 1 ? "" : "S",
+                list_title(key), sec->estimated ? " (estimates)" : "", col(rep, C_OFF));
     else
-        fprintf(o, "\n%sALL SITES %s%s\n", col(rep, C_BOLD), list_title(key), col(rep, C_OFF));
+        fprintf(o, "\n%sALL SITES %s%s%s\n", col(rep, C_BOLD), list_title(key),
+                sec->estimated ? " (estimates)" : "", col(rep, C_OFF));
     if (!n)
         fprintf(o, "  (none)\n");
     for (size_t i = 0; i < n; i++) {
@@ -600,8 +601,8 @@ static void print_header(report_t *rep, const section_t *sec)
     const mt_totals_t *t = &sec->totals;
     if (!sec->merged) {
         const proc_t *p = &sec->procs[0];
-        fprintf(o, "%smemtrack report: %s (pid %" PRIu64 "), %s, %s%s\n", col(rep, C_BOLD), process_name(p),
-                p->info->pid, mt__format_duration(p->info->duration_ns, a, sizeof a),
+        fprintf(o, "%smemtrack report: %s (pid %" PRIu64 "), %s, %s%s%s\n", col(rep, C_BOLD), process_name(p),
+                p->info->pid, mt__format_duration(p->info->duration_ns, a, sizeof a), sec->estimated ? "~" : "",
                 counted(t->allocations, "allocation", b, sizeof b), col(rep, C_OFF));
         fprintf(o, "  trace %s%s\n", p->path,
                 p->info->flags & MT_TRACE_F_FORKED ? " (forked child)" : "");
@@ -637,20 +638,20 @@ static void print_totals(report_t *rep, const section_t *sec)
             mt__format_size(t->bytes_allocated, b, sizeof b));
     fprintf(o, "  frees            %s%s\n", e, mt__format_count(t->frees, a, sizeof a));
     if (sec->merged)
-        fprintf(o, "  peak heap        %s%s in %s (sum of each process's peak)\n", e,
-                mt__format_size(t->peak_bytes, a, sizeof a), counted(t->peak_allocations, "block", b, sizeof b));
+        fprintf(o, "  peak heap        %s%s in %s%s (sum of each process's peak)\n", e,
+                mt__format_size(t->peak_bytes, a, sizeof a), e, counted(t->peak_allocations, "block", b, sizeof b));
     else
-        fprintf(o, "  peak heap        %s%s in %s at %s\n", e, mt__format_size(t->peak_bytes, a, sizeof a),
+        fprintf(o, "  peak heap        %s%s in %s%s at %s\n", e, mt__format_size(t->peak_bytes, a, sizeof a), e,
                 counted(t->peak_allocations, "block", b, sizeof b),
                 mt__format_duration(t->peak_time_ns, c, sizeof c));
-    fprintf(o, "  leaked           %s%s%s%s in %s", col(rep, t->leaked_bytes ? C_RED : ""), e,
-            mt__format_size(t->leaked_bytes, a, sizeof a), col(rep, t->leaked_bytes ? C_OFF : ""),
+    fprintf(o, "  leaked           %s%s%s%s in %s%s", col(rep, t->leaked_bytes ? C_RED : ""), e,
+            mt__format_size(t->leaked_bytes, a, sizeof a), col(rep, t->leaked_bytes ? C_OFF : ""), e,
             counted(t->leaked_allocations, "block", b, sizeof b));
     if (sec->suppressed_allocations)
         fprintf(o, " (and %s in %s suppressed)", mt__format_size(sec->suppressed_bytes, a, sizeof a),
                 counted(sec->suppressed_allocations, "block", b, sizeof b));
     fprintf(o, "\n");
-    fprintf(o, "  temporary        %s%s (%s)\n", e, counted(t->temporary_allocations, "allocation", a, sizeof a),
+    fprintf(o, "  temporary        %s%s (%s%s)\n", e, counted(t->temporary_allocations, "allocation", a, sizeof a), e,
             mt__format_size(t->temporary_bytes, b, sizeof b));
     if (t->unknown_frees)
         fprintf(o, "  unknown frees    %s (memory allocated before recording or inherited)\n",

@@ -15,6 +15,7 @@
  * which is what keeps this small for programs that free what they allocate.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,9 @@ int mt__export_main(const char *cmd, int argc, char **argv, int first, const cha
         return status;
     if (mt__export_load(&x, argv[first], opt) < 0)
         goto done;
+    if (x.info->flags & MT_TRACE_F_SAMPLED)
+        fprintf(stderr, "memtrack %s: note: %s is sampled (about one allocation per %" PRIu64
+                        " bytes): the values are estimates\n", cmd, argv[first], x.info->sample_bytes);
     int rc = write(out, &x, ctx);
     if (rc == -ENOMEM)
         fprintf(stderr, "memtrack: out of memory\n");
@@ -230,7 +234,7 @@ static int range_add(mt_export_t *x, const mt_block_t *b, uint32_t free_bucket)
         mt_range_entry_t *e = &x->range[x->range_index[j] - 1];
         if (e->stack == b->stack && e->alloc_bucket == ab && e->free_bucket == free_bucket) {
             e->bytes += b->size;
-            e->blocks++;
+            e->blocks += b->weight;
             return 0;
         }
         j = (j + 1) & mask;
@@ -243,7 +247,7 @@ static int range_add(mt_export_t *x, const mt_block_t *b, uint32_t free_bucket)
         x->range = nr;
         x->range_cap = cap;
     }
-    x->range[x->nrange] = (mt_range_entry_t){b->stack, ab, free_bucket, b->size, 1};
+    x->range[x->nrange] = (mt_range_entry_t){b->stack, ab, free_bucket, b->size, b->weight};
     x->range_index[j] = (uint32_t)++x->nrange;
     return 0;
 }

@@ -189,3 +189,17 @@ int mt__bad_option(int c, char **argv, int (*bad_usage)(const char *fmt, ...))
         return bad_usage("unknown option '-%c'", optopt);
     return bad_usage("unknown option '%s'", argv[optind - 1]);
 }
+
+/* Says whether a trace was sampled; see output.h. */
+bool mt__trace_sampled(const mt_trace_t *t)
+{
+    return (mt__trace_info(t)->flags & MT_TRACE_F_SAMPLED) != 0;
+}
+
+/* Prints the estimate note of a sampled trace; see output.h. */
+void mt__print_estimate_note(FILE *out, const char *path, const mt_trace_t *t)
+{
+    if (mt__trace_sampled(t))
+        fprintf(out, "  note: %s is sampled (about one allocation per %" PRIu64 " bytes): the numbers are estimates\n",
+                path, mt__trace_info(t)->sample_bytes);
+}

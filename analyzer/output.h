@@ -66,6 +66,14 @@ void mt__file_error(const char *path, const char *msg);
 /* Opens a trace, printing one error line on failure. Returns 0 or a negative code. */
 int mt__open_trace(const char *path, mt_trace_t **t);
 
+/* Returns true when the trace was sampled (MEMTRACK_SAMPLE_BYTES), so that
+ * every number derived from it is an estimate. */
+bool mt__trace_sampled(const mt_trace_t *t);
+
+/* Prints "  note: PATH is sampled (about one allocation per S bytes): the
+ * numbers are estimates" on out when the trace is sampled. */
+void mt__print_estimate_note(FILE *out, const char *path, const mt_trace_t *t);
+
 /* Parses a whole non-negative decimal number no larger than max. */
 bool mt__parse_u64(const char *s, uint64_t max, uint64_t *out);
 

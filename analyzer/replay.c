@@ -16,6 +16,7 @@
  * that did not change after the last peak.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,8 @@ struct mt_replay {
     size_t nsnaps, snaps_cap;
     size_t marker_cursor;  /* next entry of info->markers */
     bool finished;
+    uint64_t sample_bytes; /* a sampled trace's mean interval, else 0 */
+    double carry;          /* the fraction of a count not yet given out (sampling) */
 };
 
 static uint64_t mix64(uint64_t x)
@@ -203,12 +206,33 @@ static void unlive(mt_replay_t *r, const mt_block_t *b)
     mt_site_t *s = site_of(r, b->stack);
     touch(r, s);
     s->live_bytes -= b->size;
-    s->live_allocations--;
+    s->live_allocations -= b->weight;
     r->totals.live_bytes -= b->size;
-    r->totals.live_allocations--;
+    r->totals.live_allocations -= b->weight;
 }
 
 /* ---- events ---- */
+
+/* Weights a block of n bytes of a sampled trace. It was sampled with
+ * probability p = 1 - exp(-n/S), so it stands for 1/p blocks and n/p bytes
+ * (the inverse-probability estimate, unbiased whatever the sizes; jemalloc
+ * and tcmalloc weight their samples the same way). Bytes are rounded per
+ * block; counts must stay whole numbers, so the fractions are carried from
+ * one block to the next and the total count is off by less than one. */
+static void sample_weight(mt_replay_t *r, uint64_t n, uint64_t *size, uint64_t *weight)
+{
+    if (!n)
+        return;
+    double inv = 1.0 / -expm1(-(double)n / (double)r->sample_bytes);
+    if (!(inv < 0x1p40))
+        inv = 0x1p40; /* past what the library writes: a damaged header */
+    double bytes = (double)n * inv;
+    *size = bytes < 0x1p63 ? (uint64_t)llround(bytes) : n;
+    r->carry += inv;
+    double w = floor(r->carry);
+    r->carry -= w;
+    *weight = (uint64_t)w;
+}
 
 static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
 {
@@ -219,6 +243,9 @@ static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
     if ((r->blocks_used + 1) * 8 > r->blocks_cap * 5 && blocks_grow(r) < 0)
         return -ENOMEM;
     uint32_t stack = ev->stack;
+    uint64_t size = ev->size, w = 1;
+    if (r->sample_bytes)
+        sample_weight(r, ev->size, &size, &w);
     mt_site_t *s = site_for_alloc(r, &stack);
     thread_t *th = thread_get(r, ev->tid);
     if (!s || !th)
@@ -232,22 +259,22 @@ static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
     } else {
         r->blocks_used++;
     }
-    r->blocks[i] = (mt_block_t){ev->ptr, ev->size, ev->seq, stack, ev->tid};
+    r->blocks[i] = (mt_block_t){ev->ptr, size, ev->seq, stack, ev->tid, w};
 
     touch(r, s);
-    s->allocations++;
-    s->bytes_allocated += ev->size;
-    s->live_bytes += ev->size;
-    s->live_allocations++;
+    s->allocations += w;
+    s->bytes_allocated += size;
+    s->live_bytes += size;
+    s->live_allocations += w;
     if (s->live_bytes > s->max_live_bytes) {
         s->max_live_bytes = s->live_bytes;
         s->max_live_seq = ev->seq;
     }
     mt_totals_t *t = &r->totals;
-    t->allocations++;
-    t->bytes_allocated += ev->size;
-    t->live_bytes += ev->size;
-    t->live_allocations++;
+    t->allocations += w;
+    t->bytes_allocated += size;
+    t->live_bytes += size;
+    t->live_allocations += w;
     if (t->live_bytes > t->peak_bytes) {
         t->peak_bytes = t->live_bytes;
         t->peak_allocations = t->live_allocations;
@@ -276,19 +303,22 @@ static int on_free(mt_replay_t *r, const mt_event_t *ev)
     size_t i = block_slot(r, ev->ptr);
     mt_block_t *b = &r->blocks[i];
     if (!b->ptr) {
-        r->totals.unknown_frees++;
+        if (r->sample_bytes)
+            r->totals.unsampled_frees++; /* a block that was not sampled */
+        else
+            r->totals.unknown_frees++;
         return 0;
     }
     mt_site_t *s = site_of(r, b->stack);
     unlive(r, b);
-    s->frees++;
+    s->frees += b->weight;
     s->bytes_freed += b->size;
-    r->totals.frees++;
+    r->totals.frees += b->weight;
     r->totals.bytes_freed += b->size;
     if (!is_free_half(ev->op) && b->tid == ev->tid && th->has_alloc && th->last_seq == b->seq) {
-        s->temporary_allocations++;
+        s->temporary_allocations += b->weight;
         s->temporary_bytes += b->size;
-        r->totals.temporary_allocations++;
+        r->totals.temporary_allocations += b->weight;
         r->totals.temporary_bytes += b->size;
     }
     block_remove(r, i);
@@ -361,6 +391,9 @@ mt_replay_t *mt__replay_new(const mt_trace_t *t, const mt_replay_options_t *opt)
     r->trace = t;
     if (opt)
         r->opt = *opt;
+    const mt_trace_info_t *info = mt__trace_info(t);
+    if ((info->flags & MT_TRACE_F_SAMPLED) && info->sample_bytes)
+        r->sample_bytes = info->sample_bytes;
     size_t nstacks = mt__trace_info(t)->nstacks;
     r->nsites = nstacks;
     r->sites = calloc(nstacks + 1, sizeof *r->sites);

@@ -54,7 +54,10 @@ typedef struct mt_site {
     uint64_t peak_version;          /* engine-private: the peak peak_* belong to */
 } mt_site_t;
 
-/* Totals over the whole run.
+/* Totals over the whole run. In a sampled trace (MT_TRACE_F_SAMPLED) every
+ * count and byte total is an estimate: each recorded block is weighted by
+ * the inverse of its sampling probability, and a block's size and weight
+ * (mt_block_t) are the scaled ones. events still counts recorded events.
  *
  * A block is temporary when the thread that allocated it frees it before
  * that thread allocates anything else: the block is still the thread's
@@ -76,6 +79,7 @@ typedef struct mt_totals {
     uint64_t leaked_bytes, leaked_allocations; /* live at the end (after finish) */
     uint64_t temporary_allocations, temporary_bytes;
     uint64_t unknown_frees;         /* frees of pointers never seen allocated */
+    uint64_t unsampled_frees;       /* in a sampled trace, those instead: blocks not sampled */
     uint64_t missed_frees;          /* live blocks whose address was allocated again:
                                        their free was lost; they count as neither */
     uint64_t missed_free_bytes;
@@ -112,6 +116,7 @@ typedef struct mt_block {
     uint64_t seq;   /* the allocating event */
     uint32_t stack; /* the allocating site's stack id, or MT_REPLAY_NO_STACK */
     uint32_t tid;   /* the allocating thread */
+    uint64_t weight; /* blocks it stands for: 1, or in a sampled trace 1/p (see replay.c) */
 } mt_block_t;
 
 typedef struct mt_replay mt_replay_t;

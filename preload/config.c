@@ -95,6 +95,8 @@ void mt__config_load(void)
     c->ring_events = (unsigned)ring;
     c->ring_wait_ms = (unsigned)get_ulong("MEMTRACK_RING_WAIT_MS", 0, 600000, 10000,
                                           "milliseconds from 0 to 600000");
+    c->sample_bytes = get_ulong("MEMTRACK_SAMPLE_BYTES", 0, 1ul << 40, 0,
+                                "a byte count from 0 (record all) to 1099511627776");
     s = secure_getenv("MEMTRACK_UNWIND");
     c->unwind_fp = false;
     c->unwind_libunwind = false;

@@ -226,6 +226,8 @@ static inline uint64_t next_seq(void)
 
 static inline __attribute__((always_inline)) void record_alloc(unsigned op, const void *p, size_t size)
 {
+    if (MT_UNLIKELY(mt__config.sample_bytes) && !mt__sample_take(p, size))
+        return;
     mt_ring_t *r = mt__ring_get();
     if (MT_UNLIKELY(!r))
         return;
@@ -240,8 +242,31 @@ static inline __attribute__((always_inline)) void record_alloc(unsigned op, cons
     mt__ring_push(r, &ev);
 }
 
+/* The seq of a free that is not recorded: with sampling, only frees of
+ * sampled blocks are. */
+#define NO_SEQ UINT64_MAX
+
+/* Takes the seq of the free of p (before the real free), or NO_SEQ when
+ * sampling leaves it out. */
+static inline uint64_t free_seq(const void *p)
+{
+    if (MT_UNLIKELY(mt__config.sample_bytes) && !mt__sample_forget(p))
+        return NO_SEQ;
+    return next_seq();
+}
+
+/* After a free_seq(p) whose block stayed (the call failed): a sampled block
+ * must be remembered again. */
+static inline void free_undone(const void *p, uint64_t seq)
+{
+    if (MT_UNLIKELY(mt__config.sample_bytes) && seq != NO_SEQ)
+        mt__sample_keep(p);
+}
+
 static inline void record_free_at(unsigned op, const void *p, uint64_t seq)
 {
+    if (seq == NO_SEQ)
+        return;
     mt_ring_t *r = mt__ring_get();
     if (MT_UNLIKELY(!r))
         return;
@@ -287,7 +312,7 @@ MT_EXPORT void free(void *p)
     }
     ENTER();
     int e = errno;
-    record_free_at(MT_OP_FREE, p, next_seq());
+    record_free_at(MT_OP_FREE, p, free_seq(p));
     real.free(p);
     errno = e;
 }
@@ -328,14 +353,16 @@ static inline __attribute__((always_inline)) void *realloc_common(void *old, siz
     if (!recording())
         return real.realloc(old, n);
     ENTER();
-    uint64_t free_seq = old ? next_seq() : 0;
+    uint64_t fseq = old ? free_seq(old) : NO_SEQ;
     void *p = real.realloc(old, n);
     int e = errno;
     if (p || (old && n == 0)) {
         if (old)
-            record_free_at(MT_OP_REALLOC_FREE, old, free_seq);
+            record_free_at(MT_OP_REALLOC_FREE, old, fseq);
         if (p)
             record_alloc(MT_OP_REALLOC, p, n);
+    } else if (old) {
+        free_undone(old, fseq);
     }
     errno = e;
     return p;
@@ -428,7 +455,7 @@ static void free_common(void *p, unsigned op, void (*forward)(void *, size_t, si
     int e = errno;
     if (recording()) {
         ENTER();
-        record_free_at(op, p, next_seq());
+        record_free_at(op, p, free_seq(p));
         forward(p, a, b);
     } else {
         forward(p, a, b);
@@ -487,11 +514,13 @@ MT_EXPORT void *rallocx(void *old, size_t n, int flags)
     if (!recording())
         return real.rallocx(old, n, flags);
     ENTER();
-    uint64_t free_seq = next_seq();
+    uint64_t fseq = free_seq(old);
     void *p = real.rallocx(old, n, flags);
     if (p) {
-        record_free_at(MT_OP_RALLOCX_FREE, old, free_seq);
+        record_free_at(MT_OP_RALLOCX_FREE, old, fseq);
         record_alloc(MT_OP_RALLOCX, p, n);
+    } else {
+        free_undone(old, fseq);
     }
     return p;
 }
@@ -504,11 +533,13 @@ MT_EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
     if (!recording())
         return real.xallocx(p, n, extra, flags);
     ENTER();
-    uint64_t free_seq = next_seq();
+    uint64_t fseq = free_seq(p);
     size_t got = real.xallocx(p, n, extra, flags);
     if (got >= n) { /* resized in place: the block now holds n bytes */
-        record_free_at(MT_OP_XALLOCX_FREE, p, free_seq);
+        record_free_at(MT_OP_XALLOCX_FREE, p, fseq);
         record_alloc(MT_OP_XALLOCX, p, n);
+    } else {
+        free_undone(p, fseq);
     }
     return got;
 }
@@ -523,7 +554,7 @@ MT_EXPORT void sdallocx(void *p, size_t n, int flags)
         return;
     }
     ENTER();
-    record_free_at(MT_OP_SDALLOCX, p, next_seq());
+    record_free_at(MT_OP_SDALLOCX, p, free_seq(p));
     real.sdallocx(p, n, flags);
 }
 
@@ -537,7 +568,7 @@ MT_EXPORT void dallocx(void *p, int flags)
         return;
     }
     ENTER();
-    record_free_at(MT_OP_DALLOCX, p, next_seq());
+    record_free_at(MT_OP_DALLOCX, p, free_seq(p));
     real.dallocx(p, flags);
 }
 
@@ -605,7 +636,7 @@ NEW_HOOK(_ZnamSt11align_val_tRKSt9nothrow_t, MT_OP_NEW_ARRAY, (size_t n, size_t 
         }                                                          \
         ENTER();                                                   \
         int e = errno;                                             \
-        record_free_at(op, p, next_seq());                         \
+        record_free_at(op, p, free_seq(p));                        \
         if (fn)                                                    \
             fn args;                                               \
         else                                                       \

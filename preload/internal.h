@@ -47,6 +47,7 @@ typedef struct mt_config {
     int snapshot_signal;   /* MEMTRACK_SNAPSHOT_SIGNAL, 0 when unset */
     unsigned snapshot_interval_ms; /* MEMTRACK_SNAPSHOT_INTERVAL_MS, 0 when unset */
     unsigned ring_wait_ms; /* how long a producer waits on a full ring */
+    uint64_t sample_bytes; /* MEMTRACK_SAMPLE_BYTES: mean bytes between samples, 0 = record all */
     /* Fault injection, for tests only: fail the Nth call (1-based), 0 = never. */
     unsigned long fault_mmap, fault_open, fault_write;
 } mt_config_t;
@@ -155,6 +156,8 @@ typedef struct mt_tls {
     int claim_failed;
     mt_ring_t *ring;
     uintptr_t stack_lo, stack_hi; /* bounds every unwinder load */
+    uint64_t sample_left; /* sample.c: bytes until this thread's next sample */
+    uint64_t sample_rng;  /* sample.c: the thread's PRNG state, 0 until seeded */
 } mt_tls_t;
 
 extern __thread mt_tls_t mt__tls MT_HIDDEN __attribute__((tls_model("initial-exec")));
@@ -187,6 +190,39 @@ MT_HIDDEN void mt__rings_after_fork(void);
 
 /* Creates the thread-exit key. Returns 0 or -errno. */
 MT_HIDDEN int mt__rings_init(void);
+
+/* ---- sample.c ---- */
+
+/* With MEMTRACK_SAMPLE_BYTES, the slow path of mt__sample_take: n reached
+ * the thread's countdown (or the thread has none yet). Decides, draws the
+ * next countdown and, when the block is sampled, remembers p. */
+MT_HIDDEN bool mt__sample_slow(const void *p, size_t n);
+
+/* Decides whether an allocation of n bytes at p is sampled: a Poisson
+ * process over the thread's allocated bytes with mean interval
+ * mt__config.sample_bytes, so a block of n bytes is sampled with
+ * probability 1 - exp(-n/S). A sampled block is remembered until
+ * mt__sample_forget. Only called when sampling is on. */
+static inline bool mt__sample_take(const void *p, size_t n)
+{
+    if (MT_LIKELY(mt__tls.sample_left > n)) {
+        mt__tls.sample_left -= n;
+        return false;
+    }
+    return mt__sample_slow(p, n);
+}
+
+/* Returns true when the block at p must have its free recorded (it was
+ * sampled, or may have been), and forgets it. Only called when sampling is
+ * on, before the real free. */
+MT_HIDDEN bool mt__sample_forget(const void *p);
+
+/* Remembers p again after mt__sample_forget said true but the block stayed
+ * (a failed realloc, an xallocx that did not resize). */
+MT_HIDDEN void mt__sample_keep(const void *p);
+
+/* Maps the sampled-block table. Returns 0 or -ENOMEM (sampling then stays off). */
+MT_HIDDEN int mt__sample_init(void);
 
 /* ---- unwind.c ---- */
 

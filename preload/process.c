@@ -175,6 +175,10 @@ void mt__process_start(void)
         mt__say("cannot create a thread key; the program runs unprofiled");
         goto out;
     }
+    if (mt__config.sample_bytes && mt__sample_init() < 0) {
+        mt__say("cannot map the sampling table; recording every allocation");
+        mt__config.sample_bytes = 0;
+    }
     if (mt__writer_start(false, 0) < 0)
         goto out;
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);

@@ -716,6 +716,10 @@ static int write_header(bool forked, uint64_t fork_seq, const char *exe, size_t 
     h.fork_seq = fork_seq;
     h.flags = forked ? MT_TRACE_F_FORKED : 0;
     h.depth = mt__config.depth;
+    if (mt__config.sample_bytes) {
+        h.flags |= MT_TRACE_F_SAMPLED;
+        h.sample_bytes = mt__config.sample_bytes;
+    }
     uint8_t *p = out + sizeof h;
     p = mt_put_varint(p, exe_len);
     memcpy(p, exe, exe_len);

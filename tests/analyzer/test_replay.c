@@ -550,3 +550,59 @@ Test(replay, feeding_events_by_hand_gives_the_same_numbers)
     unlink(path);
     free(path);
 }
+
+/* ---- sampled traces ---- */
+
+/* S = 1000: a 1000-byte block was sampled with p = 1 - exp(-1), so it stands
+ * for 1/p = 1.58198 blocks and 1581.98 bytes; a 4000-byte block (p = 0.98168)
+ * for 1.01866 blocks and 4074.6 bytes. Counts are whole: the fractions carry
+ * over from block to block in event order (1.582 -> 1, then 0.582 + 1.582 ->
+ * 2, then 0.164 + 1.019 -> 1). */
+Test(replay, a_sampled_block_stands_for_one_over_p_blocks_and_bytes)
+{
+    mt_tb_t *b = new_trace(2);
+    mt_tb_set_sampled(b, 1000);
+    mt_tb_chunk_begin(b, 0, 101, 1);
+    mt_tb_alloc(b, MT_OP_MALLOC, 1, A, 1000, 0);
+    mt_tb_alloc(b, MT_OP_MALLOC, 2, B, 1000, 0);
+    mt_tb_alloc(b, MT_OP_MALLOC, 3, C, 4000, 1);
+    mt_tb_free(b, MT_OP_FREE, 4, A);
+    mt_tb_free(b, MT_OP_FREE, 5, 0x99990u); /* a block that was not sampled */
+    mt_tb_chunk_end(b);
+    fixture_t f;
+    replay(&f, b, NULL);
+    const mt_totals_t *t = mt__replay_totals(f.replay);
+    cr_expect_eq(t->allocations, 4);
+    cr_expect_eq(t->bytes_allocated, 1582 + 1582 + 4075);
+    cr_expect_eq(t->frees, 1);
+    cr_expect_eq(t->bytes_freed, 1582);
+    cr_expect_eq(t->leaked_allocations, 3);
+    cr_expect_eq(t->leaked_bytes, 1582 + 4075);
+    cr_expect_eq(t->peak_bytes, 1582 + 1582 + 4075);
+    cr_expect_eq(t->peak_allocations, 4);
+    cr_expect_eq(t->unknown_frees, 0, "a free of an unsampled block is no unknown free");
+    cr_expect_eq(t->unsampled_frees, 1);
+    cr_expect_eq(site(&f, 0)->allocations, 3);
+    cr_expect_eq(site(&f, 1)->allocations, 1);
+    cr_expect_eq(mt__replay_block(f.replay, C)->weight, 1);
+    cr_expect_eq(mt__replay_block(f.replay, C)->size, 4075);
+    done(&f);
+}
+
+Test(replay, an_unsampled_trace_counts_each_block_once)
+{
+    mt_tb_t *b = new_trace(1);
+    mt_tb_chunk_begin(b, 0, 101, 1);
+    mt_tb_alloc(b, MT_OP_MALLOC, 1, A, 1000, 0);
+    mt_tb_free(b, MT_OP_FREE, 2, 0x99990u);
+    mt_tb_chunk_end(b);
+    fixture_t f;
+    replay(&f, b, NULL);
+    const mt_totals_t *t = mt__replay_totals(f.replay);
+    cr_expect_eq(t->allocations, 1);
+    cr_expect_eq(t->bytes_allocated, 1000);
+    cr_expect_eq(t->unknown_frees, 1);
+    cr_expect_eq(t->unsampled_frees, 0);
+    cr_expect_eq(mt__replay_block(f.replay, A)->weight, 1);
+    done(&f);
+}

@@ -746,3 +746,44 @@ int mt_e2e_stack_depth(const mt_e2e_trace_t *tr, const mt_event_t *ev)
     const mt_stack_t *s = mt__trace_stack(tr->t, ev->stack);
     return s ? (int)s->depth : -1;
 }
+
+/* Runs the memtrack command line; see e2e.h. */
+int mt_e2e_memtrack(mt_e2e_cli_t *res, const char *const *args)
+{
+    char cli[PATH_MAX];
+    const char *build = mt_e2e_build_dir();
+    char *argv[16];
+    size_t n = 0;
+    memset(res, 0, sizeof *res);
+    if (!build)
+        return -ENOENT;
+    snprintf(cli, sizeof cli, "%s/memtrack", build);
+    argv[0] = cli;
+    while (args[n] && n < 14) {
+        argv[n + 1] = (char *)args[n];
+        n++;
+    }
+    if (args[n])
+        return -E2BIG;
+    argv[n + 1] = NULL;
+    mt_e2e_run_t run;
+    mt_e2e_opts_t o = {.no_preload = true, .capture_stdout = true, .capture_stderr = true};
+    int rc = mt_e2e_run(&run, argv, &o);
+    if (rc == 0) {
+        res->exit_code = run.exit_code;
+        res->out = mt_e2e_read_file(run.stdout_path, NULL);
+        res->err = mt_e2e_read_file(run.stderr_path, NULL);
+        if (!res->out || !res->err)
+            rc = -ENOMEM;
+    }
+    mt_e2e_run_free(&run);
+    return rc;
+}
+
+/* Frees a command line run's output; see e2e.h. */
+void mt_e2e_cli_free(mt_e2e_cli_t *c)
+{
+    free(c->out);
+    free(c->err);
+    c->out = c->err = NULL;
+}

@@ -91,6 +91,21 @@ int mt_e2e_run_target(mt_e2e_run_t *run, const mt_e2e_opts_t *opts, const char *
 /* Lists the run directory's traces again (after a test added files). */
 int mt_e2e_list_traces(mt_e2e_run_t *run);
 
+/* How one run of the memtrack command line went. */
+typedef struct mt_e2e_cli {
+    int exit_code; /* -1 when killed by a signal */
+    char *out;     /* everything it wrote on stdout, malloc'd */
+    char *err;     /* everything it wrote on stderr, malloc'd */
+} mt_e2e_cli_t;
+
+/* Runs BUILD/memtrack with args (NULL-terminated, at most 14), without the
+ * preload, and fills *res (release with mt_e2e_cli_free). Returns 0, or a
+ * negative errno when it could not be run or its output read. */
+int mt_e2e_memtrack(mt_e2e_cli_t *res, const char *const *args);
+
+/* Frees what mt_e2e_memtrack stored. */
+void mt_e2e_cli_free(mt_e2e_cli_t *c);
+
 /* Frees the run and removes its directory when the run created it. */
 void mt_e2e_run_free(mt_e2e_run_t *run);
 

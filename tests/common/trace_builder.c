@@ -117,6 +117,16 @@ mt_tb_t *mt_tb_new(void)
     return b;
 }
 
+/* Sets the sampling flag and interval; see trace_builder.h. */
+void mt_tb_set_sampled(mt_tb_t *b, uint64_t sample_bytes)
+{
+    b->sample_bytes = sample_bytes;
+    if (sample_bytes)
+        b->flags |= MT_TRACE_F_SAMPLED;
+    else
+        b->flags &= ~MT_TRACE_F_SAMPLED;
+}
+
 /* Sets pid, ppid, flags, fork_seq, the executable and the command line. */
 void mt_tb_set_header(mt_tb_t *b, uint64_t pid, uint64_t ppid, uint32_t flags, uint64_t fork_seq,
                       const char *exe, const char *cmdline_nul_separated, size_t cmdline_len)

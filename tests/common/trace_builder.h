@@ -25,6 +25,10 @@ mt_tb_t *mt_tb_new(void);
 void mt_tb_set_header(mt_tb_t *b, uint64_t pid, uint64_t ppid, uint32_t flags, uint64_t fork_seq,
                       const char *exe, const char *cmdline_nul_separated, size_t cmdline_len);
 
+/* Marks the trace sampled (MT_TRACE_F_SAMPLED) with a mean interval of
+ * sample_bytes, or not sampled when it is 0. */
+void mt_tb_set_sampled(mt_tb_t *b, uint64_t sample_bytes);
+
 /* Appends a MODULE record; build_id may be NULL when build_id_len is 0. */
 void mt_tb_module(mt_tb_t *b, uint64_t id, uint64_t load_epoch, uint64_t base, uint64_t start,
                   uint64_t end, const char *path, const uint8_t *build_id, size_t build_id_len);
