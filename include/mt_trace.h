@@ -41,6 +41,19 @@
  *
  * Version 2 added the two flag bits of the event's op byte; a version 1
  * trace never sets them, so it reads the same.
+ *
+ * Compression (version 3, header flag MT_TRACE_F_ZSTD): the header stays as
+ * it is, and the records after it are cut into frames, each of them
+ *
+ *   u32:compressed_len u32:raw_len then compressed_len bytes of one zstd
+ *   frame (with its content checksum) holding raw_len bytes of records
+ *
+ * The writer compresses what it wrote in a round (whole records) as one
+ * frame, so frames are independent: a killed program leaves every frame but
+ * a last, partial one, and a reader can decompress any frame on its own.
+ * Offsets inside the records (in messages, in `memtrack dump`) count the
+ * uncompressed bytes, the header included, as if the file were not
+ * compressed; offsets of frames count file bytes.
  */
 #ifndef MT_TRACE_H
 #define MT_TRACE_H
@@ -51,7 +64,7 @@
 
 #define MT_TRACE_MAGIC "MEMTRACE"
 #define MT_TRACE_MAGIC_LEN 8
-#define MT_TRACE_VERSION 2u
+#define MT_TRACE_VERSION 3u
 
 /* The fixed part of the file header, little-endian, 64 bytes, followed by
  * header_size - 64 bytes holding: str:exe_path str:cmdline (NUL-separated). */
@@ -73,6 +86,12 @@ _Static_assert(sizeof(mt_trace_header_t) == 64, "trace header must be 64 bytes")
 #define MT_TRACE_F_FORKED 0x1u  /* the process is a fork child */
 #define MT_TRACE_F_EXECED 0x2u  /* the process image came from an exec under memtrack */
 #define MT_TRACE_F_SAMPLED 0x4u /* allocations are sampled: numbers are estimates */
+#define MT_TRACE_F_ZSTD 0x8u    /* the records are in zstd frames (see above) */
+
+/* A compressed frame's own header: u32 compressed length, u32 raw length. */
+#define MT_ZFRAME_HEADER_SIZE 8u
+/* No frame may hold more raw bytes than this; more means corruption. */
+#define MT_ZFRAME_MAX_RAW (16u << 20)
 
 #define MT_RECORD_HEADER_SIZE 5u
 /* No record may claim more than this; a larger length means corruption. */

@@ -47,6 +47,7 @@ typedef struct mt_config {
     int snapshot_signal;   /* MEMTRACK_SNAPSHOT_SIGNAL, 0 when unset */
     unsigned snapshot_interval_ms; /* MEMTRACK_SNAPSHOT_INTERVAL_MS, 0 when unset */
     unsigned ring_wait_ms; /* how long a producer waits on a full ring */
+    int compress;          /* MEMTRACK_COMPRESS: zstd level, 0 = uncompressed */
     /* Fault injection, for tests only: fail the Nth call (1-based), 0 = never. */
     unsigned long fault_mmap, fault_open, fault_write;
 } mt_config_t;
