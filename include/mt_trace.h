@@ -51,9 +51,10 @@
  * The writer compresses what it wrote in a round (whole records) as one
  * frame, so frames are independent: a killed program leaves every frame but
  * a last, partial one, and a reader can decompress any frame on its own.
- * Offsets inside the records (in messages, in `memtrack dump`) count the
- * uncompressed bytes, the header included, as if the file were not
- * compressed; offsets of frames count file bytes.
+ * Record offsets (in `memtrack dump`) count the uncompressed bytes, the
+ * header included, as if the file were not compressed. Messages name file
+ * offsets only: a frame's own, and for a bad record, its frame's and the
+ * record's uncompressed byte; a cut trace is cut at its partial frame.
  */
 #ifndef MT_TRACE_H
 #define MT_TRACE_H

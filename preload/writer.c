@@ -233,8 +233,11 @@ static int out_write_frame(void)
         if (!(zctx = ZSTD_createCCtx()))
             return -ENOMEM;
         if (ZSTD_isError(ZSTD_CCtx_setParameter(zctx, ZSTD_c_compressionLevel, mt__config.compress)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(zctx, ZSTD_c_checksumFlag, 1)))
+            ZSTD_isError(ZSTD_CCtx_setParameter(zctx, ZSTD_c_checksumFlag, 1))) {
+            ZSTD_freeCCtx(zctx);
+            zctx = NULL;
             return -EINVAL;
+        }
     }
     size_t n = ZSTD_compress2(zctx, zout + MT_ZFRAME_HEADER_SIZE, ZOUT_CAP - MT_ZFRAME_HEADER_SIZE,
                               out, out_len);
