@@ -201,7 +201,8 @@ static int pread_all(int fd, const char *path, char *err, uint8_t *buf, size_t n
 typedef struct zframe {
     uint64_t file_off; /* its frame header, in the file */
     uint64_t raw_off;  /* its first byte, in the uncompressed trace */
-    uint32_t clen, rlen;
+    uint32_t clen, rlen; /* clen: the bytes after the frame header */
+    bool stored;         /* MT_ZFRAME_STORED: they are the records themselves */
 } zframe_t;
 
 typedef struct zslot {
@@ -255,14 +256,15 @@ static int zframe_next(zsrc_t *z, int fd, const char *path, char *err, uint64_t 
         return r;
     f->file_off = off;
     f->raw_off = raw_off;
-    f->clen = mt_get_u32(h);
+    f->clen = mt_get_u32(h) & ~MT_ZFRAME_STORED;
+    f->stored = (mt_get_u32(h) & MT_ZFRAME_STORED) != 0;
     f->rlen = mt_get_u32(h + 4);
     if (f->rlen == 0 || f->rlen > MT_ZFRAME_MAX_RAW)
         return errorf(err, path, -EINVAL,
                       "compressed frame at offset %" PRIu64 ": raw length %" PRIu32
                       " is not valid (1 to %u)",
                       off, f->rlen, MT_ZFRAME_MAX_RAW);
-    if (f->clen == 0 || f->clen > ZSTD_compressBound(f->rlen))
+    if (f->stored ? f->clen != f->rlen : f->clen == 0 || f->clen > ZSTD_compressBound(f->rlen))
         return errorf(err, path, -EINVAL,
                       "compressed frame at offset %" PRIu64 ": compressed length %" PRIu32
                       " is not valid for %" PRIu32 " raw bytes",
@@ -280,6 +282,8 @@ static int zframe_decode(zsrc_t *z, int fd, const char *path, char *err, const z
     size_t n;
     int r;
 
+    if (f->stored)
+        return pread_all(fd, path, err, dst, f->rlen, f->file_off + MT_ZFRAME_HEADER_SIZE);
     if (f->clen > z->ccap) {
         uint8_t *p = realloc(z->cbuf, f->clen);
         if (!p)

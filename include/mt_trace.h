@@ -48,6 +48,9 @@
  *   u32:compressed_len u32:raw_len then compressed_len bytes of one zstd
  *   frame (with its content checksum) holding raw_len bytes of records
  *
+ * or, when compressed_len has MT_ZFRAME_STORED set, the raw_len bytes of
+ * records themselves (the writer stores rounds that compress poorly so).
+ *
  * The writer compresses what it wrote in a round (whole records) as one
  * frame, so frames are independent: a killed program leaves every frame but
  * a last, partial one, and a reader can decompress any frame on its own.
@@ -91,6 +94,8 @@ _Static_assert(sizeof(mt_trace_header_t) == 64, "trace header must be 64 bytes")
 
 /* A compressed frame's own header: u32 compressed length, u32 raw length. */
 #define MT_ZFRAME_HEADER_SIZE 8u
+/* In compressed_len: the frame holds its records as they are, not zstd. */
+#define MT_ZFRAME_STORED 0x80000000u
 /* No frame may hold more raw bytes than this; more means corruption. */
 #define MT_ZFRAME_MAX_RAW (16u << 20)
 

@@ -51,7 +51,8 @@ static size_t list_frames(const uint8_t *data, size_t len, frame_pos_t *frames, 
     uint64_t off = mt_get_u32(data + offsetof(mt_trace_header_t, header_size)), raw = off;
     size_t n = 0;
     while (n < max && len - off >= MT_ZFRAME_HEADER_SIZE) {
-        frame_pos_t f = {off, raw, mt_get_u32(data + off), mt_get_u32(data + off + 4)};
+        frame_pos_t f = {off, raw, mt_get_u32(data + off) & ~MT_ZFRAME_STORED,
+                         mt_get_u32(data + off + 4)};
         if (f.clen > len - off - MT_ZFRAME_HEADER_SIZE)
             break;
         frames[n++] = f;
@@ -125,9 +126,11 @@ static uint8_t *killed_trace(mt_e2e_run_t *run, const char *n, frame_pos_t *fram
 }
 
 /* Writes the hand-built trace plain[0, len) to path compressed, with a frame
- * boundary at each of the nsplits offsets (after the header, increasing). */
+ * boundary at each of the nsplits offsets (after the header, increasing);
+ * frame i is stored instead when bit i of stored is set. */
 static void write_compressed(const char *path, const uint8_t *plain, size_t len,
-                             const size_t *splits, size_t nsplits, uint64_t *frame_offs)
+                             const size_t *splits, size_t nsplits, unsigned stored,
+                             uint64_t *frame_offs)
 {
     size_t hsize = mt_get_u32(plain + offsetof(mt_trace_header_t, header_size));
     uint8_t *out = malloc(len + (nsplits + 1) * (MT_ZFRAME_HEADER_SIZE + ZSTD_compressBound(len)));
@@ -136,10 +139,14 @@ static void write_compressed(const char *path, const uint8_t *plain, size_t len,
     size_t n = hsize, from = hsize;
     for (size_t i = 0; i <= nsplits; i++) {
         size_t to = i < nsplits ? splits[i] : len;
-        size_t c = ZSTD_compress(out + n + MT_ZFRAME_HEADER_SIZE, ZSTD_compressBound(to - from),
-                                 plain + from, to - from, 1);
+        size_t c = to - from;
+        if (stored & (1u << i))
+            memcpy(out + n + MT_ZFRAME_HEADER_SIZE, plain + from, c);
+        else
+            c = ZSTD_compress(out + n + MT_ZFRAME_HEADER_SIZE, ZSTD_compressBound(to - from),
+                              plain + from, to - from, 1);
         cr_assert(!ZSTD_isError(c), "%s", ZSTD_getErrorName(c));
-        mt_put_u32(out + n, (uint32_t)c);
+        mt_put_u32(out + n, (uint32_t)c | (stored & (1u << i) ? MT_ZFRAME_STORED : 0));
         mt_put_u32(out + n + 4, (uint32_t)(to - from));
         if (frame_offs)
             frame_offs[i] = n;
@@ -159,7 +166,7 @@ static mt_tb_t *compressed_builder(void)
     return b;
 }
 
-Test(compress, records_split_across_two_frames_read_whole)
+static void check_split(unsigned stored)
 {
     static const uint64_t frames[] = {0x401000, 0x402000};
     mt_tb_t *b = compressed_builder();
@@ -178,7 +185,7 @@ Test(compress, records_split_across_two_frames_read_whole)
     int fd = mkstemp(path);
     cr_assert_geq(fd, 0);
     close(fd);
-    write_compressed(path, plain, len, splits, 2, NULL);
+    write_compressed(path, plain, len, splits, 2, stored, NULL);
     mt_e2e_trace_t tr;
     int rc = mt_e2e_trace_open(&tr, path);
     cr_assert_eq(rc, 0, "cannot read %s: %s", path, tr.err);
@@ -191,6 +198,17 @@ Test(compress, records_split_across_two_frames_read_whole)
     mt_e2e_trace_close(&tr);
     unlink(path);
     mt_tb_destroy(b);
+}
+
+Test(compress, records_split_across_two_frames_read_whole)
+{
+    check_split(0);
+}
+
+Test(compress, stored_frames_between_compressed_ones_read_whole)
+{
+    check_split(2); /* the middle one of three */
+    check_split(7);
 }
 
 Test(compress, bad_record_inside_a_frame_is_named_by_the_frame_offset)
@@ -212,7 +230,7 @@ Test(compress, bad_record_inside_a_frame_is_named_by_the_frame_offset)
     cr_assert_geq(fd, 0);
     close(fd);
     uint64_t offs[2];
-    write_compressed(path, plain, len, &split, 1, offs);
+    write_compressed(path, plain, len, &split, 1, 0, offs);
     mt_trace_t *t;
     mt_event_t ev;
     char err[4400], want[128], why[128];
