@@ -21,9 +21,9 @@ MT_CPPFLAGS := -D_GNU_SOURCE -Iinclude -MMD -MP
 MT_PRELOAD_CFLAGS := $(MT_WARN) -fexceptions -fPIC -fvisibility=hidden -ftls-model=initial-exec \
 	-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
 	-fno-omit-frame-pointer
-MT_PRELOAD_LIBS := -lunwind -ldl -lpthread
+MT_PRELOAD_LIBS := -lunwind -lzstd -ldl -lpthread
 MT_ANALYZER_CFLAGS := $(MT_WARN) -Ianalyzer
-MT_ANALYZER_LIBS := -ldw -lelf -lcjson -lm
+MT_ANALYZER_LIBS := -ldw -lelf -lcjson -lzstd -lm
 # Test targets must keep every malloc/free pair the source says they do.
 MT_TARGET_CFLAGS := -O0 -g -fno-builtin -fno-omit-frame-pointer -pthread -Iinclude
 MT_TEST_CFLAGS := $(MT_WARN) -Ianalyzer -Itests/common -Wno-missing-prototypes

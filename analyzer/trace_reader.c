@@ -14,6 +14,14 @@
  * so that an event's stack is always below info->nstacks. The writer assigns
  * ids 0, 1, 2... in order, so the indices normally equal the ids.
  *
+ * A compressed trace (MT_TRACE_F_ZSTD) is read through the same two passes:
+ * the first decompresses its frames one after another into the read buffer
+ * and notes where each frame lies, in the file and in the uncompressed
+ * bytes; the second finds the frame holding a chunk's events in that index
+ * and keeps the last few frames it decompressed, because the cursors, which
+ * advance together in sequence order, mostly read chunks of the same rounds.
+ * Every offset above the frames is one in the uncompressed bytes.
+ *
  * The same record parser serves `memtrack dump` through the raw record
  * iterator (mt__record_*): it validates each record on its own but not the
  * links between records (an UNLOAD of an unknown module, an undefined stack),
@@ -27,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "internal.h"
 
@@ -41,6 +50,8 @@
  * and a pointer delta. */
 #define EVENT_MIN_BYTES 2
 #define NONE UINT32_MAX
+/* Decompressed frames the second pass keeps. */
+#define ZCACHE_SLOTS 4
 
 _Static_assert(offsetof(mt_marker_t, seq) == 0, "markers are sorted by their leading seq");
 
@@ -161,6 +172,258 @@ const char *mt__record_name(unsigned type)
     default:
         return NULL;
     }
+}
+
+/* ---- the file: its bytes as they are, or zstd frames ---- */
+
+/* Reads exactly n bytes at file offset off; a shorter file is an error. */
+static int pread_all(int fd, const char *path, char *err, uint8_t *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+
+    while (done < n) {
+        ssize_t r = pread(fd, buf + done, n - done, (off_t)(off + done));
+        if (r < 0) {
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            return errorf(err, path, -e, "offset %" PRIu64 ": %s", off + done, strerror(e));
+        }
+        if (r == 0)
+            return errorf(err, path, -EIO,
+                          "offset %" PRIu64 ": the file became shorter while being read",
+                          off + done);
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+typedef struct zframe {
+    uint64_t file_off; /* its frame header, in the file */
+    uint64_t raw_off;  /* its first byte, in the uncompressed trace */
+    uint32_t clen, rlen; /* clen: the bytes after the frame header */
+    bool stored;         /* MT_ZFRAME_STORED: they are the records themselves */
+} zframe_t;
+
+typedef struct zslot {
+    size_t frame; /* index + 1 in frames; 0 when empty */
+    uint8_t *data;
+    size_t cap;
+    uint64_t used; /* when last used, for eviction */
+} zslot_t;
+
+/* A compressed trace's frames: the index the first pass fills as it meets
+ * them, and what decompressing needs. */
+typedef struct zsrc {
+    bool on;                /* the header has MT_TRACE_F_ZSTD */
+    ZSTD_DCtx *dctx;
+    uint8_t *cbuf;          /* one frame's compressed bytes */
+    size_t ccap;
+    zframe_t *frames;       /* in file order */
+    size_t nframes, framecap;
+    uint64_t file_size;
+    uint64_t next_file_off; /* first pass: the next frame header */
+    bool end;               /* first pass: no whole frame after the last */
+    zslot_t cache[ZCACHE_SLOTS]; /* second pass */
+    uint64_t tick;
+} zsrc_t;
+
+static void zsrc_free(zsrc_t *z)
+{
+    ZSTD_freeDCtx(z->dctx);
+    free(z->cbuf);
+    free(z->frames);
+    for (size_t i = 0; i < ZCACHE_SLOTS; i++)
+        free(z->cache[i].data);
+    memset(z, 0, sizeof *z);
+}
+
+/* Reads the header of the frame at z->next_file_off, whose first byte is at
+ * raw_off in the uncompressed trace, into *f. Returns 1 for a whole frame, 0
+ * at the end of the file (*cut when a frame is cut short by it, as a killed
+ * program leaves it), or a negative code for a header that cannot be right. */
+static int zframe_next(zsrc_t *z, int fd, const char *path, char *err, uint64_t raw_off,
+                       zframe_t *f, bool *cut)
+{
+    uint8_t h[MT_ZFRAME_HEADER_SIZE];
+    uint64_t off = z->next_file_off, left = z->file_size - off;
+    int r;
+
+    *cut = left != 0;
+    if (left < MT_ZFRAME_HEADER_SIZE)
+        return 0;
+    if ((r = pread_all(fd, path, err, h, sizeof h, off)))
+        return r;
+    f->file_off = off;
+    f->raw_off = raw_off;
+    f->clen = mt_get_u32(h) & ~MT_ZFRAME_STORED;
+    f->stored = (mt_get_u32(h) & MT_ZFRAME_STORED) != 0;
+    f->rlen = mt_get_u32(h + 4);
+    if (f->rlen == 0 || f->rlen > MT_ZFRAME_MAX_RAW)
+        return errorf(err, path, -EINVAL,
+                      "compressed frame at offset %" PRIu64 ": raw length %" PRIu32
+                      " is not valid (1 to %u)",
+                      off, f->rlen, MT_ZFRAME_MAX_RAW);
+    if (f->stored ? f->clen != f->rlen : f->clen == 0 || f->clen > ZSTD_compressBound(f->rlen))
+        return errorf(err, path, -EINVAL,
+                      "compressed frame at offset %" PRIu64 ": compressed length %" PRIu32
+                      " is not valid for %" PRIu32 " raw bytes",
+                      off, f->clen, f->rlen);
+    if (f->clen > left - MT_ZFRAME_HEADER_SIZE)
+        return 0;
+    *cut = false;
+    return 1;
+}
+
+/* Decompresses frame f into dst, which has room for its f->rlen bytes. */
+static int zframe_decode(zsrc_t *z, int fd, const char *path, char *err, const zframe_t *f,
+                         uint8_t *dst)
+{
+    size_t n;
+    int r;
+
+    if (f->stored)
+        return pread_all(fd, path, err, dst, f->rlen, f->file_off + MT_ZFRAME_HEADER_SIZE);
+    if (f->clen > z->ccap) {
+        uint8_t *p = realloc(z->cbuf, f->clen);
+        if (!p)
+            return errorf(err, path, -ENOMEM, "out of memory");
+        z->cbuf = p;
+        z->ccap = f->clen;
+    }
+    if ((r = pread_all(fd, path, err, z->cbuf, f->clen, f->file_off + MT_ZFRAME_HEADER_SIZE)))
+        return r;
+    if (!z->dctx && !(z->dctx = ZSTD_createDCtx()))
+        return errorf(err, path, -ENOMEM, "out of memory");
+    n = ZSTD_decompressDCtx(z->dctx, dst, f->rlen, z->cbuf, f->clen);
+    if (ZSTD_isError(n))
+        return errorf(err, path, -EINVAL,
+                      "compressed frame at offset %" PRIu64 " (%" PRIu32
+                      " bytes) is damaged (zstd: %s)",
+                      f->file_off, f->clen, ZSTD_getErrorName(n));
+    if (n != f->rlen)
+        return errorf(err, path, -EINVAL,
+                      "compressed frame at offset %" PRIu64 ": holds %zu bytes, its header says %" PRIu32,
+                      f->file_off, n, f->rlen);
+    return 0;
+}
+
+/* Adds f to the index. */
+static int zindex_add(zsrc_t *z, const zframe_t *f, const char *path, char *err)
+{
+    zframe_t *p = grow(z->frames, &z->framecap, z->nframes + 1, sizeof *z->frames);
+
+    if (!p)
+        return errorf(err, path, -ENOMEM, "out of memory");
+    z->frames = p;
+    z->frames[z->nframes++] = *f;
+    return 0;
+}
+
+/* Returns the index of the frame holding uncompressed offset off, or
+ * z->nframes when none does. */
+static size_t zframe_at(const zsrc_t *z, uint64_t off)
+{
+    size_t lo = 0, hi = z->nframes;
+
+    /* lo: the first frame that ends after off */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (z->frames[mid].raw_off + z->frames[mid].rlen <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < z->nframes && z->frames[lo].raw_off <= off ? lo : z->nframes;
+}
+
+/* Returns the file offset of the frame holding uncompressed offset off, or
+ * of the first frame not read yet when none does. */
+static uint64_t zfile_off(const zsrc_t *z, uint64_t off)
+{
+    size_t i = zframe_at(z, off);
+
+    return i < z->nframes ? z->frames[i].file_off : z->next_file_off;
+}
+
+/* In a compressed trace, rewrites a message about a record, "PATH: offset N:
+ * ...", whose N counts uncompressed bytes, to name the file offset of the
+ * frame holding it: a message names offsets in the file only. */
+static void zmessage(const zsrc_t *z, char *err, const char *path)
+{
+    size_t n = strlen(path);
+    char rest[ERR_MAX];
+    uint64_t off;
+    char *end;
+
+    if (!z->on || strncmp(err, path, n) || strncmp(err + n, ": offset ", 9) ||
+        strstr(err, "(a compressed frame)"))
+        return;
+    off = strtoull(err + n + 9, &end, 10);
+    snprintf(rest, sizeof rest, "%s", end);
+    snprintf(err + n, ERR_MAX - n, ": offset %" PRIu64 " (a compressed frame), uncompressed byte %" PRIu64 "%s",
+             zfile_off(z, off), off, rest);
+}
+
+/* Second pass: points *data at frame i's bytes, decompressing it into the
+ * least recently used slot unless a slot holds it already. */
+static int zcache_get(zsrc_t *z, int fd, const char *path, char *err, size_t i,
+                      const uint8_t **data)
+{
+    const zframe_t *f = &z->frames[i];
+    zslot_t *s = &z->cache[0];
+    int r;
+
+    for (size_t k = 0; k < ZCACHE_SLOTS; k++) {
+        if (z->cache[k].frame == i + 1) {
+            s = &z->cache[k];
+            s->used = ++z->tick;
+            *data = s->data;
+            return 0;
+        }
+        if (z->cache[k].used < s->used)
+            s = &z->cache[k];
+    }
+    s->frame = 0;
+    if (f->rlen > s->cap) {
+        free(s->data);
+        s->cap = 0;
+        if (!(s->data = malloc(f->rlen)))
+            return errorf(err, path, -ENOMEM, "out of memory");
+        s->cap = f->rlen;
+    }
+    if ((r = zframe_decode(z, fd, path, err, f, s->data)))
+        return r;
+    s->frame = i + 1;
+    s->used = ++z->tick;
+    *data = s->data;
+    return 0;
+}
+
+/* Second pass: copies the n uncompressed bytes at off into buf, from the
+ * frames that hold them. */
+static int zread_at(zsrc_t *z, int fd, const char *path, char *err, uint8_t *buf, size_t n,
+                    uint64_t off)
+{
+    while (n) {
+        size_t lo = zframe_at(z, off), k;
+        const uint8_t *data = NULL;
+        const zframe_t *f;
+        int r;
+
+        if (lo == z->nframes)
+            return errorf(err, path, -EIO, "uncompressed byte %" PRIu64 " is in no frame", off);
+        f = &z->frames[lo];
+        if ((r = zcache_get(z, fd, path, err, lo, &data)))
+            return r;
+        k = (size_t)(f->raw_off + f->rlen - off);
+        k = k < n ? k : n;
+        memcpy(buf, data + (off - f->raw_off), k);
+        buf += k;
+        n -= k;
+        off += k;
+    }
+    return 0;
 }
 
 /* ---- id maps: open addressing, uint64_t key to uint32_t index ---- */
@@ -343,6 +606,7 @@ struct mt_record_iter {
     uint32_t events_len;
     chunk_dec_t dec;
     uint64_t frames[STACK_MAX_DEPTH];
+    zsrc_t z; /* a compressed trace: size then counts the bytes decompressed so far */
     char err[ERR_MAX];
 };
 
@@ -358,6 +622,8 @@ static int window(mt_record_iter_t *it, uint64_t off, size_t n, const uint8_t **
         *out = it->buf + (off - it->buf_off);
         return 0;
     }
+    if (it->z.on) /* zreach put every byte a record needs in the buffer */
+        return errorf(it->err, it->path, -EIO, "offset %" PRIu64 ": not decompressed", off);
     if (n > it->cap) {
         uint8_t *p = realloc(it->buf, n);
         if (!p)
@@ -391,6 +657,54 @@ static int window(mt_record_iter_t *it, uint64_t off, size_t n, const uint8_t **
                       "offset %" PRIu64 ": the file became shorter while being read",
                       off + it->len);
     *out = it->buf;
+    return 0;
+}
+
+/* In a compressed trace, decompresses the frames after those read so far
+ * into the buffer until it reaches uncompressed offset end or the frames run
+ * out, keeping the bytes from keep on (the record being read). Nothing to do
+ * for a trace that is not compressed. */
+static int zreach(mt_record_iter_t *it, uint64_t keep, uint64_t end)
+{
+    zsrc_t *z = &it->z;
+
+    while (z->on && !z->end && it->size < end) {
+        zframe_t f = {0};
+        bool cut;
+        size_t drop;
+        int r = zframe_next(z, it->fd, it->path, it->err, it->size, &f, &cut);
+
+        if (r < 0)
+            return r;
+        if (r == 0) {
+            z->end = true;
+            if (cut) {
+                it->info.truncated = true;
+                it->info.truncated_at = z->next_file_off;
+            }
+            break;
+        }
+        drop = keep > it->buf_off ? (size_t)(keep - it->buf_off) : 0;
+        drop = drop < it->len ? drop : it->len;
+        memmove(it->buf, it->buf + drop, it->len - drop);
+        it->buf_off += drop;
+        it->len -= drop;
+        if (it->len + f.rlen > it->cap) {
+            uint8_t *p = realloc(it->buf, it->len + f.rlen);
+            if (!p)
+                return errorf(it->err, it->path, -ENOMEM,
+                              "offset %" PRIu64 ": out of memory decompressing %" PRIu32 " bytes",
+                              f.file_off, f.rlen);
+            it->buf = p;
+            it->cap = it->len + f.rlen;
+        }
+        if ((r = zframe_decode(z, it->fd, it->path, it->err, &f, it->buf + it->len)) ||
+            (r = zindex_add(z, &f, it->path, it->err)))
+            return r;
+        it->len += f.rlen;
+        it->size += f.rlen;
+        z->next_file_off += MT_ZFRAME_HEADER_SIZE + f.clen;
+    }
     return 0;
 }
 
@@ -664,6 +978,15 @@ static int read_header(mt_record_iter_t *it)
     it->info.exe = it->exe;
     it->info.command = it->command;
     it->off = hsize;
+    if (it->info.flags & MT_TRACE_F_ZSTD) {
+        /* From here on the buffer and size count uncompressed bytes. */
+        it->z.on = true;
+        it->z.file_size = it->size;
+        it->z.next_file_off = hsize;
+        it->size = hsize;
+        it->buf_off = hsize;
+        it->len = 0;
+    }
     return 0;
 }
 
@@ -748,6 +1071,8 @@ int mt__record_next(mt_record_iter_t *it, mt_record_t *rec)
     if (it->done)
         return 0;
     it->in_chunk = false;
+    if ((r = zreach(it, off, off + MT_RECORD_HEADER_SIZE)))
+        goto fail;
     left = it->size - off;
     if (left == 0) {
         it->done = true;
@@ -770,6 +1095,9 @@ int mt__record_next(mt_record_iter_t *it, mt_record_t *rec)
                    mt__record_name(type), len, MT_RECORD_MAX_PAYLOAD);
         goto fail;
     }
+    if ((r = zreach(it, off, off + MT_RECORD_HEADER_SIZE + len)))
+        goto fail;
+    left = it->size - off;
     if (len > left - MT_RECORD_HEADER_SIZE)
         goto truncated;
     memset(rec, 0, sizeof *rec);
@@ -795,10 +1123,11 @@ int mt__record_next(mt_record_iter_t *it, mt_record_t *rec)
 truncated:
     it->done = true;
     it->info.truncated = true;
-    it->info.truncated_at = off;
+    it->info.truncated_at = it->z.on ? zfile_off(&it->z, off) : off;
     return 0;
 fail:
     it->in_chunk = false;
+    zmessage(&it->z, it->err, it->path);
     it->failed = r;
     return r;
 }
@@ -838,6 +1167,7 @@ int mt__record_event(mt_record_iter_t *it, mt_event_t *ev)
         goto fail;
     return 1;
 fail:
+    zmessage(&it->z, it->err, it->path);
     it->failed = r;
     return r;
 }
@@ -849,6 +1179,7 @@ void mt__record_close(mt_record_iter_t *it)
         return;
     if (it->fd >= 0)
         close(it->fd);
+    zsrc_free(&it->z);
     free(it->buf);
     free(it->path);
     free(it->exe);
@@ -899,6 +1230,7 @@ struct mt_trace {
     mt_trace_info_t info;
     char *path, *exe, *command;
     int fd;
+    zsrc_t z; /* a compressed trace's frames */
 
     mt_module_t *modules; /* in file order */
     size_t modcap;
@@ -1317,12 +1649,15 @@ int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen)
     t->exe = it->exe;
     t->command = it->command;
     t->fd = it->fd;
+    t->z = it->z;
+    memset(&it->z, 0, sizeof it->z);
     it->path = it->exe = it->command = NULL;
     it->fd = -1;
     mt__record_close(it);
     *out = t;
     return 0;
 fail:
+    zmessage(&it->z, it->err, it->path);
     copy_error(err, errlen, it->err);
     mt__record_close(it);
     mt__trace_close(t);
@@ -1336,6 +1671,7 @@ void mt__trace_close(mt_trace_t *t)
         return;
     if (t->fd >= 0)
         close(t->fd);
+    zsrc_free(&t->z);
     for (size_t i = 0; i < t->info.nmodules; i++) {
         free(t->modules[i].path);
         free(t->modules[i].build_id);
@@ -1451,25 +1787,13 @@ const mt_module_t *mt__trace_module_for(const mt_trace_t *t, uint64_t addr, uint
 
 /* ---- the trace: second pass ---- */
 
+/* Reads n bytes at offset off of the trace (of its uncompressed bytes when
+ * it is compressed). */
 static int read_at(mt_trace_t *t, uint8_t *buf, size_t n, uint64_t off)
 {
-    size_t done = 0;
-
-    while (done < n) {
-        ssize_t r = pread(t->fd, buf + done, n - done, (off_t)(off + done));
-        if (r < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            return errorf(t->err, t->path, -e, "offset %" PRIu64 ": %s", off + done, strerror(e));
-        }
-        if (r == 0)
-            return errorf(t->err, t->path, -EIO,
-                          "offset %" PRIu64 ": the file became shorter while being read",
-                          off + done);
-        done += (size_t)r;
-    }
-    return 0;
+    if (t->z.on)
+        return zread_at(&t->z, t->fd, t->path, t->err, buf, n, off);
+    return pread_all(t->fd, t->path, t->err, buf, n, off);
 }
 
 static int cursor_load(mt_trace_t *t, cursor_t *c, const chunk_t *ch)
@@ -1646,6 +1970,7 @@ int mt__trace_next(mt_trace_t *t, mt_event_t *ev)
     t->pending = true;
     return 1;
 fail:
+    zmessage(&t->z, t->err, t->path);
     t->failed = r;
     return r;
 }

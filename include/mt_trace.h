@@ -43,6 +43,23 @@
  *
  * Version 2 added the two flag bits of the event's op byte; a version 1
  * trace never sets them, so it reads the same.
+ *
+ * Compression (version 3, header flag MT_TRACE_F_ZSTD): the header stays as
+ * it is, and the records after it are cut into frames, each of them
+ *
+ *   u32:compressed_len u32:raw_len then compressed_len bytes of one zstd
+ *   frame (with its content checksum) holding raw_len bytes of records
+ *
+ * or, when compressed_len has MT_ZFRAME_STORED set, the raw_len bytes of
+ * records themselves (the writer stores rounds that compress poorly so).
+ *
+ * The writer compresses what it wrote in a round (whole records) as one
+ * frame, so frames are independent: a killed program leaves every frame but
+ * a last, partial one, and a reader can decompress any frame on its own.
+ * Record offsets (in `memtrack dump`) count the uncompressed bytes, the
+ * header included, as if the file were not compressed. Messages name file
+ * offsets only: a frame's own, and for a bad record, its frame's and the
+ * record's uncompressed byte; a cut trace is cut at its partial frame.
  */
 #ifndef MT_TRACE_H
 #define MT_TRACE_H
@@ -53,7 +70,7 @@
 
 #define MT_TRACE_MAGIC "MEMTRACE"
 #define MT_TRACE_MAGIC_LEN 8
-#define MT_TRACE_VERSION 2u
+#define MT_TRACE_VERSION 3u
 
 /* The fixed part of the file header, little-endian, 64 bytes, followed by
  * header_size - 64 bytes holding: str:exe_path str:cmdline (NUL-separated). */
@@ -77,6 +94,14 @@ _Static_assert(sizeof(mt_trace_header_t) == 64, "trace header must be 64 bytes")
                                    changing the environment, that memtrack ran before it (its
                                    trace and the pre-exec one share the pid) */
 #define MT_TRACE_F_SAMPLED 0x4u /* allocations are sampled: numbers are estimates */
+#define MT_TRACE_F_ZSTD 0x8u    /* the records are in zstd frames (see above) */
+
+/* A compressed frame's own header: u32 compressed length, u32 raw length. */
+#define MT_ZFRAME_HEADER_SIZE 8u
+/* In compressed_len: the frame holds its records as they are, not zstd. */
+#define MT_ZFRAME_STORED 0x80000000u
+/* No frame may hold more raw bytes than this; more means corruption. */
+#define MT_ZFRAME_MAX_RAW (16u << 20)
 
 #define MT_RECORD_HEADER_SIZE 5u
 /* No record may claim more than this; a larger length means corruption. */

@@ -117,6 +117,7 @@ void mt__config_load(void)
     }
     c->snapshot_interval_ms = (unsigned)get_ulong("MEMTRACK_SNAPSHOT_INTERVAL_MS", 1, 86400000, 0,
                                                   "milliseconds from 1 to 86400000");
+    c->compress = (int)get_ulong("MEMTRACK_COMPRESS", 0, 19, 1, "a zstd level from 1 to 19, or 0 for none");
     c->fault_mmap = get_ulong("MEMTRACK_FAULT_MMAP", 1, ~0ul, 0, "a call number");
     c->fault_open = get_ulong("MEMTRACK_FAULT_OPEN", 1, ~0ul, 0, "a call number");
     c->fault_write = get_ulong("MEMTRACK_FAULT_WRITE", 1, ~0ul, 0, "a call number");

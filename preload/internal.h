@@ -48,6 +48,7 @@ typedef struct mt_config {
     unsigned snapshot_interval_ms; /* MEMTRACK_SNAPSHOT_INTERVAL_MS, 0 when unset */
     unsigned ring_wait_ms; /* how long a producer waits on a full ring */
     uint64_t sample_bytes; /* MEMTRACK_SAMPLE_BYTES: mean bytes between samples, 0 = record all */
+    int compress;          /* MEMTRACK_COMPRESS: zstd level, 0 = uncompressed */
     /* Fault injection, for tests only: fail the Nth call (1-based), 0 = never. */
     unsigned long fault_mmap, fault_open, fault_write;
 } mt_config_t;

@@ -37,7 +37,10 @@ typedef struct real_trace {
 
 static void record(real_trace_t *rt, const char *target)
 {
-    mt_e2e_opts_t o = {.capture_stdout = true};
+    /* Uncompressed: the damage must reach the records, and offsets be file
+     * offsets (tests/preload/test_compress.c damages compressed traces). */
+    static const char *const env[] = {"MEMTRACK_COMPRESS=0", NULL};
+    mt_e2e_opts_t o = {.capture_stdout = true, .env = env};
     mt_record_iter_t *it;
     mt_record_t rec;
     char err[512];
