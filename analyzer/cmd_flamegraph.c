@@ -28,6 +28,8 @@ static void usage(FILE *f)
                "                         allocations or temporary (allocations)\n"
                "  -o, --output FILE      write to FILE instead of standard output\n"
                "  --no-default-suppressions  count one-time libc/ld.so allocations as leaks too\n"
+               "  --suppressions FILE    LeakSanitizer-style 'leak:PATTERN' lines for the leaked\n"
+               "                         bytes (repeatable)\n"
                "  -h, --help             print this help\n"
                "\n"
                "Exit status: 0 success, 2 bad usage or bad input.\n");
@@ -90,6 +92,7 @@ int mt_cmd_flamegraph(int argc, char **argv)
         {"metric", required_argument, NULL, 'm'},
         {"output", required_argument, NULL, 'o'},
         {"no-default-suppressions", no_argument, NULL, 'S'},
+        {"suppressions", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -108,6 +111,11 @@ int mt_cmd_flamegraph(int argc, char **argv)
             break;
         case 'o': output = optarg; break;
         case 'S': xo.no_default_suppressions = true; break;
+        case 's':
+            if (mt__export_add_suppressions(&xo, optarg) < 0) {
+                return mt__export_bad_usage("flamegraph", "too many --suppressions files");
+            }
+            break;
         case 'h': usage(stdout); return MT_EXIT_OK;
         case ':': return mt__export_bad_usage("flamegraph", "%s needs a value", argv[optind - 1]);
         default: return mt__export_bad_usage("flamegraph", "unknown option '%s'", argv[optind - 1]);

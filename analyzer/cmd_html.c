@@ -48,6 +48,8 @@ static void usage(FILE *f)
                "  --title TEXT           the page's title (default: the program's name)\n"
                "  --budget FILE          add the results of this budget file (docs/ci.md)\n"
                "  --no-default-suppressions  count one-time libc/ld.so allocations as leaks too\n"
+               "  --suppressions FILE    LeakSanitizer-style 'leak:PATTERN' lines for the leaked\n"
+               "                         bytes (repeatable)\n"
                "  -h, --help             print this help\n"
                "\n"
                "Exit status: 0 success, 2 bad usage or bad input.\n");
@@ -760,6 +762,7 @@ int mt_cmd_html(int argc, char **argv)
         {"title", required_argument, NULL, 't'},
         {"budget", required_argument, NULL, 'b'},
         {"no-default-suppressions", no_argument, NULL, 'S'},
+        {"suppressions", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -786,6 +789,11 @@ int mt_cmd_html(int argc, char **argv)
             args.budget_path = optarg;
             break;
         case 'S': xo.no_default_suppressions = true; break;
+        case 's':
+            if (mt__export_add_suppressions(&xo, optarg) < 0) {
+                status = mt__export_bad_usage("html", "too many --suppressions files"); goto done;
+            }
+            break;
         case 'h': status = MT_EXIT_OK; usage(stdout); goto done;
         case ':': status = mt__export_bad_usage("html", "%s needs a value", argv[optind - 1]); goto done;
         default: status = mt__export_bad_usage("html", "unknown option '%s'", argv[optind - 1]); goto done;

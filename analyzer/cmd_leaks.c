@@ -65,6 +65,8 @@ static void usage(FILE *f)
             "  --min-confidence RATIO  candidates need at least this confidence, 0 to 1 (default %.2f)\n"
             "  --max-points N          snapshots kept per series, evenly spread (default %zu)\n"
             "  --no-default-suppressions  list one-time libc/ld.so allocations live at exit too\n"
+            "  --suppressions FILE     LeakSanitizer-style 'leak:PATTERN' lines: sites they match\n"
+            "                          are not listed as live at exit (repeatable)\n"
             "  -h, --help              print this help\n"
             "\n"
             "Exit status: 0 success, 2 bad usage or bad input.\n",
@@ -94,6 +96,7 @@ enum {
     OPT_MIN_CONFIDENCE,
     OPT_MAX_POINTS,
     OPT_NO_DEFAULT_SUPPRESSIONS,
+    OPT_SUPPRESSIONS,
 };
 
 static const struct option long_options[] = {
@@ -107,6 +110,7 @@ static const struct option long_options[] = {
     {"min-confidence", required_argument, NULL, OPT_MIN_CONFIDENCE},
     {"max-points", required_argument, NULL, OPT_MAX_POINTS},
     {"no-default-suppressions", no_argument, NULL, OPT_NO_DEFAULT_SUPPRESSIONS},
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -153,6 +157,14 @@ static int parse_options(int argc, char **argv, options_t *opt)
             break;
         }
         case OPT_NO_DEFAULT_SUPPRESSIONS: opt->default_suppressions = false; break;
+        case OPT_SUPPRESSIONS: {
+            char err[512];
+            if (mt__suppressions_load(&opt->suppressions, optarg, err, sizeof err) < 0) {
+                fprintf(stderr, "memtrack: %s\n", err);
+                return MT_EXIT_BAD_INPUT;
+            }
+            break;
+        }
         case 'h': usage(stdout); return MT_EXIT_OK;
         default: return mt__bad_option(c, argv, bad_usage);
         }

@@ -353,6 +353,13 @@ int mt__export_load(mt_export_t *x, const char *path, const mt_export_options_t 
         fprintf(stderr, "memtrack: %s: out of memory\n", path);
         return -ENOMEM;
     }
+    for (size_t i = 0; i < opt->nsuppression_files; i++) {
+        char why[512];
+        if ((rc = mt__suppressions_load(&x->suppressions, opt->suppression_files[i], why, sizeof why)) < 0) {
+            fprintf(stderr, "memtrack: %s\n", why);
+            return rc;
+        }
+    }
     x->totals = mt__replay_totals(x->replay);
     rc = replay_all(x, opt);
     if (rc == -ENOMEM) {
@@ -610,4 +617,13 @@ uint64_t mt__tree_self(const mt_tree_t *t, uint32_t node, mt_metric_t m)
     for (uint32_t c = t->nodes[node].first_child; c != MT_TREE_NONE; c = t->nodes[c].next_sibling)
         v -= t->nodes[c].value[m];
     return v;
+}
+
+/* Adds a --suppressions path; see export.h. */
+int mt__export_add_suppressions(mt_export_options_t *opt, const char *path)
+{
+    if (opt->nsuppression_files == sizeof opt->suppression_files / sizeof opt->suppression_files[0])
+        return -E2BIG;
+    opt->suppression_files[opt->nsuppression_files++] = path;
+    return 0;
 }

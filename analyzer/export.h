@@ -59,7 +59,13 @@ typedef struct mt_export_options {
     size_t range_buckets;  /* buckets of the range selection data; 0: none */
     bool capture_sites;    /* per-site live heap at each snapshot */
     bool no_default_suppressions;
+    const char *suppression_files[16]; /* --suppressions FILE, in order */
+    size_t nsuppression_files;
 } mt_export_options_t;
+
+/* Adds the path of a --suppressions option to opt; returns 0, or -E2BIG
+ * when there are too many. */
+int mt__export_add_suppressions(mt_export_options_t *opt, const char *path);
 
 /* A trace opened and replayed for an export. */
 typedef struct mt_export {

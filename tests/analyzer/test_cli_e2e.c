@@ -414,3 +414,53 @@ Test(report_e2e, a_crashed_program_is_reported_with_the_signal_it_died_of, .time
     cJSON_Delete(doc);
     mt_e2e_run_free(&run);
 }
+
+/* ---- suppressions in every command that shows leaks ---- */
+
+Test(report_e2e, a_suppressions_file_takes_a_leak_out_of_leaks_and_the_flame_graph, .timeout = 60)
+{
+    mt_e2e_run_t run;
+    record(&run, "demo", 1);
+    char supp[4096];
+    snprintf(supp, sizeof supp, "%s/demo.supp", run.dir);
+    FILE *f = fopen(supp, "w");
+    cr_assert(f);
+    fputs("# the demo's only leak\nleak:remember_name\n", f);
+    fclose(f);
+    static const char *const commands[][8] = {
+        {"flamegraph", "--metric", "leaked", NULL},
+        {"leaks", NULL},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        for (int with = 0; with < 2; with++) {
+            const char *args[12];
+            size_t n = 0;
+            for (size_t k = 0; commands[i][k]; k++)
+                args[n++] = commands[i][k];
+            if (with) {
+                args[n++] = "--suppressions";
+                args[n++] = supp;
+            }
+            args[n++] = run.traces[0];
+            args[n] = NULL;
+            mt_e2e_run_t r;
+            run_memtrack(&r, run.dir, args);
+            char *out = read_or_fail(r.stdout_path);
+            cr_expect_eq(r.exit_code, 0, "%s: exit %d", commands[i][0], r.exit_code);
+            if (with)
+                cr_expect(!strstr(out, "remember_name"), "%s --suppressions still shows the leak:\n%s",
+                          commands[i][0], out);
+            else
+                cr_expect(strstr(out, "remember_name"), "%s does not show the leak:\n%s", commands[i][0], out);
+            free(out);
+            mt_e2e_run_free(&r);
+        }
+    }
+    const char *missing[] = {"html", "--suppressions", "/nonexistent/x.supp", "-o", "/dev/null", run.traces[0], NULL};
+    mt_e2e_run_t r;
+    run_memtrack(&r, run.dir, missing);
+    cr_expect_eq(r.exit_code, 2);
+    cr_expect_eq(mt_e2e_count_lines(r.stderr_path), 1);
+    mt_e2e_run_free(&r);
+    mt_e2e_run_free(&run);
+}
