@@ -21,7 +21,8 @@
 
 #include "replay.h"
 
-#define INITIAL_BLOCKS 1024
+#define INITIAL_BLOCKS_LOG2 10
+#define INITIAL_BLOCKS (1u << INITIAL_BLOCKS_LOG2)
 #define INITIAL_THREADS 16
 #define PROGRESS_EVERY (1u << 16)
 
@@ -40,6 +41,7 @@ struct mt_replay {
     uint64_t peak_version;
     mt_block_t *blocks;    /* ptr 0 marks an empty slot */
     size_t blocks_cap;     /* a power of two */
+    unsigned blocks_shift; /* 64 - log2(blocks_cap): a key's home is its hash's top bits */
     size_t blocks_used;
     thread_t *threads;
     size_t threads_cap;
@@ -63,10 +65,19 @@ static uint64_t mix64(uint64_t x)
 
 /* ---- live blocks ---- */
 
+/* The slot a block's probe starts at: Fibonacci hashing, the top bits of
+ * the address times 2^64 / phi. Allocators return addresses in arithmetic
+ * runs (16-byte steps, size classes), which this spreads evenly where
+ * taking the low bits would not, and it is cheaper than a full mixer. */
+static size_t block_home(const mt_replay_t *r, uint64_t ptr)
+{
+    return (size_t)((ptr * 0x9e3779b97f4a7c15ull) >> r->blocks_shift);
+}
+
 static size_t block_slot(const mt_replay_t *r, uint64_t ptr)
 {
     size_t mask = r->blocks_cap - 1;
-    size_t i = (size_t)mix64(ptr) & mask;
+    size_t i = block_home(r, ptr);
     while (r->blocks[i].ptr && r->blocks[i].ptr != ptr)
         i = (i + 1) & mask;
     return i;
@@ -82,6 +93,7 @@ static int blocks_grow(mt_replay_t *r)
     size_t old_cap = r->blocks_cap;
     r->blocks = nb;
     r->blocks_cap = cap;
+    r->blocks_shift--;
     for (size_t i = 0; i < old_cap; i++)
         if (old[i].ptr)
             r->blocks[block_slot(r, old[i].ptr)] = old[i];
@@ -98,7 +110,7 @@ static void block_remove(mt_replay_t *r, size_t i)
         j = (j + 1) & mask;
         if (!r->blocks[j].ptr)
             break;
-        size_t home = (size_t)mix64(r->blocks[j].ptr) & mask;
+        size_t home = block_home(r, r->blocks[j].ptr);
         /* Move j into the gap at i unless its home lies cyclically in (i, j]. */
         bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (!stays) {
@@ -365,6 +377,7 @@ mt_replay_t *mt__replay_new(const mt_trace_t *t, const mt_replay_options_t *opt)
     r->nsites = nstacks;
     r->sites = calloc(nstacks + 1, sizeof *r->sites);
     r->blocks_cap = INITIAL_BLOCKS;
+    r->blocks_shift = 64 - INITIAL_BLOCKS_LOG2;
     r->blocks = calloc(r->blocks_cap, sizeof *r->blocks);
     r->threads_cap = INITIAL_THREADS;
     r->threads = calloc(r->threads_cap, sizeof *r->threads);
