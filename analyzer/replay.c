@@ -25,6 +25,7 @@
 #define INITIAL_BLOCKS (1u << INITIAL_BLOCKS_LOG2)
 #define INITIAL_THREADS 16
 #define PROGRESS_EVERY (1u << 16)
+#define LOOKAHEAD 16 /* events read ahead of the one applied (mt__replay_run) */
 
 typedef struct thread {
     uint64_t key;        /* tid + 1; 0 for an empty slot */
@@ -425,25 +426,46 @@ int mt__replay_finish(mt_replay_t *r)
     return 0;
 }
 
-/* Replays a whole trace; see replay.h. */
+/* Starts loading the cache line of ptr's home slot, for an event a few
+ * events ahead: with a table much larger than the caches, waiting for that
+ * line is most of an event's cost, and the loads of several events overlap
+ * when they are started early. A hint only: the table may grow in between. */
+static void block_prefetch(const mt_replay_t *r, const mt_event_t *ev)
+{
+    __builtin_prefetch(&r->blocks[block_home(r, ev->ptr)], 1);
+}
+
+/* Replays a whole trace; see replay.h. Events are read LOOKAHEAD ahead of
+ * the one applied, so that their slots can be prefetched; a reader error is
+ * returned once the events before it were applied. */
 int mt__replay_run(mt_trace_t *t, const mt_replay_options_t *opt, mt_replay_t **out)
 {
-    int rc = -ENOMEM;
+    int rc = -ENOMEM, next = 1;
     *out = NULL;
     mt_replay_t *r = mt__replay_new(t, opt);
     if (!r)
         goto fail;
     uint64_t total = mt__trace_info(t)->events;
     uint64_t n = 0;
-    mt_event_t ev;
+    mt_event_t ring[LOOKAHEAD];
+    size_t head = 0, count = 0;
     mt__trace_rewind(t);
-    while ((rc = mt__trace_next(t, &ev)) > 0) {
-        if ((rc = mt__replay_feed(r, &ev)) < 0)
+    while (count < LOOKAHEAD && (next = mt__trace_next(t, &ring[count])) > 0)
+        block_prefetch(r, &ring[count++]);
+    while (count) {
+        if ((rc = mt__replay_feed(r, &ring[head])) < 0)
             goto fail;
         if (r->opt.progress && ++n % PROGRESS_EVERY == 0)
             r->opt.progress(r->opt.progress_ctx, n, total);
+        /* The ring is full while the reader has events: the slot just
+         * applied takes the newest one. */
+        if (next > 0 && (next = mt__trace_next(t, &ring[head])) > 0)
+            block_prefetch(r, &ring[head]);
+        else
+            count--;
+        head = (head + 1) % LOOKAHEAD;
     }
-    if (rc < 0)
+    if ((rc = next) < 0)
         goto fail;
     if (r->opt.progress)
         r->opt.progress(r->opt.progress_ctx, total, total);
