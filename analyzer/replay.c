@@ -25,7 +25,7 @@
 #define INITIAL_BLOCKS (1u << INITIAL_BLOCKS_LOG2)
 #define INITIAL_THREADS 16
 #define PROGRESS_EVERY (1u << 16)
-#define LOOKAHEAD 16 /* events read ahead of the one applied (mt__replay_run) */
+#define HALF 16 /* events per half of mt__replay_run's buffer */
 
 typedef struct thread {
     uint64_t key;        /* tid + 1; 0 for an empty slot */
@@ -426,18 +426,19 @@ int mt__replay_finish(mt_replay_t *r)
     return 0;
 }
 
-/* Starts loading the cache line of ptr's home slot, for an event a few
- * events ahead: with a table much larger than the caches, waiting for that
- * line is most of an event's cost, and the loads of several events overlap
- * when they are started early. A hint only: the table may grow in between. */
+/* Starts loading the cache line of an event's home slot, some events
+ * ahead: with a table much larger than the caches, waiting for that line
+ * is most of an event's cost, and the loads of several events overlap when
+ * they are started early. A hint only: the table may grow in between. */
 static void block_prefetch(const mt_replay_t *r, const mt_event_t *ev)
 {
     __builtin_prefetch(&r->blocks[block_home(r, ev->ptr)], 1);
 }
 
-/* Replays a whole trace; see replay.h. Events are read LOOKAHEAD ahead of
- * the one applied, so that their slots can be prefetched; a reader error is
- * returned once the events before it were applied. */
+/* Replays a whole trace; see replay.h. Events are read in batches into two
+ * halves of a buffer: while one half is applied, the other's slots are
+ * being prefetched. A reader error is returned once the events before it
+ * were applied. */
 int mt__replay_run(mt_trace_t *t, const mt_replay_options_t *opt, mt_replay_t **out)
 {
     int rc = -ENOMEM, next = 1;
@@ -447,23 +448,27 @@ int mt__replay_run(mt_trace_t *t, const mt_replay_options_t *opt, mt_replay_t **
         goto fail;
     uint64_t total = mt__trace_info(t)->events;
     uint64_t n = 0;
-    mt_event_t ring[LOOKAHEAD];
-    size_t head = 0, count = 0;
+    mt_event_t half[2][HALF];
+    int count[2] = {0, 0};
     mt__trace_rewind(t);
-    while (count < LOOKAHEAD && (next = mt__trace_next(t, &ring[count])) > 0)
-        block_prefetch(r, &ring[count++]);
-    while (count) {
-        if ((rc = mt__replay_feed(r, &ring[head])) < 0)
-            goto fail;
-        if (r->opt.progress && ++n % PROGRESS_EVERY == 0)
-            r->opt.progress(r->opt.progress_ctx, n, total);
-        /* The ring is full while the reader has events: the slot just
-         * applied takes the newest one. */
-        if (next > 0 && (next = mt__trace_next(t, &ring[head])) > 0)
-            block_prefetch(r, &ring[head]);
-        else
-            count--;
-        head = (head + 1) % LOOKAHEAD;
+    for (int h = 0; h < 2 && next > 0; h++) {
+        if ((next = count[h] = mt__trace_next_batch(t, half[h], HALF)) > 0)
+            for (int i = 0; i < count[h]; i++)
+                block_prefetch(r, &half[h][i]);
+    }
+    for (int h = 0; count[h] > 0; h ^= 1) {
+        for (int i = 0; i < count[h]; i++) {
+            if ((rc = mt__replay_feed(r, &half[h][i])) < 0)
+                goto fail;
+            if (r->opt.progress && ++n % PROGRESS_EVERY == 0)
+                r->opt.progress(r->opt.progress_ctx, n, total);
+        }
+        count[h] = 0;
+        if (next > 0 && (next = count[h] = mt__trace_next_batch(t, half[h], HALF)) > 0)
+            for (int i = 0; i < count[h]; i++)
+                block_prefetch(r, &half[h][i]);
+        if (count[h] < 0)
+            count[h] = 0;
     }
     if ((rc = next) < 0)
         goto fail;

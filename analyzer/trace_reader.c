@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1758,6 +1759,82 @@ int mt__trace_next(mt_trace_t *t, mt_event_t *ev)
 fail:
     t->failed = r;
     return r;
+}
+
+/* Continues the stream whose event mt__trace_next just returned (the heap
+ * top, pending): while its next events, in the same chunk, still come
+ * before every other stream's next event and before the next marker, they
+ * need no heap work and are stored straight into evs (at most max).
+ * Returns how many were stored. Stops at the end of the chunk and at
+ * anything unusual (an event near the chunk's end, or malformed, or out of
+ * order), which is left undecoded for mt__trace_next to deal with; an
+ * event that is fine but comes after another stream's is left in the
+ * cursor, the heap fixed, as cursor_advance would. */
+static size_t run_on(mt_trace_t *t, mt_event_t *evs, size_t max)
+{
+    uint32_t top = t->heap[0], rival = NONE, idx;
+    cursor_t *c = &t->cursors[top];
+    uint64_t limit = UINT64_MAX; /* events up to limit (below it unless at_limit) stay first */
+    bool at_limit = true;
+    const uint8_t *next;
+    size_t n = 0;
+
+    if (t->nheap > 1)
+        rival = t->heap[1];
+    if (t->nheap > 2 && before(t, t->heap[2], rival))
+        rival = t->heap[2];
+    if (rival != NONE) {
+        limit = t->cursors[rival].ev.seq;
+        at_limit = top < rival;
+    }
+    if (t->next_marker < t->nmarkers) {
+        uint64_t m = t->markers[t->next_marker].seq; /* a marker goes first on a tie */
+        if (m < limit || (m == limit && at_limit)) {
+            limit = m;
+            at_limit = false;
+        }
+    }
+    while (n < max && c->dec.remaining > 0) {
+        mt_event_t *e = &evs[n];
+        if (!(next = decode_fast(&c->dec, e)) || e->seq < c->last_seq)
+            break;
+        if (mt_op_allocates(e->op)) {
+            if (!map_stack(t, e->stack, &idx))
+                break;
+            e->stack = idx;
+        }
+        e->tid = c->tid;
+        dec_commit(&c->dec, e, next);
+        c->last_seq = e->seq;
+        if (e->seq > limit || (e->seq == limit && !at_limit)) {
+            /* Another stream or a marker comes first: e waits in the cursor. */
+            c->ev = *e;
+            t->pending = false;
+            heap_down(t, 0);
+            return n;
+        }
+        n++;
+    }
+    if (n)
+        c->ev = evs[n - 1];
+    return n;
+}
+
+/* Stores up to max events of the merged stream in evs; see internal.h. */
+int mt__trace_next_batch(mt_trace_t *t, mt_event_t *evs, size_t max)
+{
+    size_t n = 0;
+    int r;
+
+    if (max > INT_MAX)
+        max = INT_MAX;
+    while (n < max) {
+        if ((r = mt__trace_next(t, &evs[n])) <= 0)
+            return n ? (int)n : r; /* a failure stays and comes on the next call */
+        if (evs[n++].op != MT_EV_MARKER)
+            n += run_on(t, evs + n, max - n);
+    }
+    return (int)n;
 }
 
 /* Returns the message of the last failure of mt__trace_next, naming the file
