@@ -125,11 +125,20 @@ static void block_remove(mt_replay_t *r, size_t i)
 
 /* ---- threads ---- */
 
-static thread_t *thread_get(mt_replay_t *r, uint32_t tid)
+static thread_t *thread_find(mt_replay_t *r, uint64_t key);
+
+/* Returns tid's entry, adding it when new, or NULL when out of memory. Runs
+ * of events of one thread find it in the cache without a call. */
+static inline thread_t *thread_get(mt_replay_t *r, uint32_t tid)
 {
     uint64_t key = (uint64_t)tid + 1;
     if (r->last_thread && r->last_thread->key == key)
         return r->last_thread;
+    return thread_find(r, key);
+}
+
+static __attribute__((noinline)) thread_t *thread_find(mt_replay_t *r, uint64_t key)
+{
     if ((r->threads_used + 1) * 2 > r->threads_cap) {
         size_t cap = r->threads_cap * 2;
         thread_t *nt = calloc(cap, sizeof *nt);
@@ -211,7 +220,7 @@ static void touch(mt_replay_t *r, mt_site_t *s)
 }
 
 /* Takes a live block out of its site and of the totals, without counting a free. */
-static void unlive(mt_replay_t *r, const mt_block_t *b)
+static inline void unlive(mt_replay_t *r, const mt_block_t *b)
 {
     mt_site_t *s = site_of(r, b->stack);
     touch(r, s);
