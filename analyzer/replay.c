@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "replay.h"
 
@@ -69,6 +70,44 @@ static uint64_t mix64(uint64_t x)
 
 /* ---- live blocks ---- */
 
+/* Tables from this size on get a mapping of their own, in transparent huge
+ * pages where the system allows them (THP in madvise mode): a table of
+ * tens of megabytes was otherwise faulted in, and zeroed, 4 KiB at a time
+ * at every doubling. */
+#define HUGE_PAGE (2u << 20)
+
+static size_t table_bytes(size_t cap)
+{
+    return cap * sizeof(mt_block_t);
+}
+
+/* Returns a zeroed table of cap blocks, or NULL. */
+static mt_block_t *table_alloc(size_t cap)
+{
+    size_t bytes = table_bytes(cap);
+    if (bytes < HUGE_PAGE)
+        return calloc(cap, sizeof(mt_block_t));
+    /* One huge page more than needed, trimmed to a 2 MiB boundary. */
+    uint8_t *p = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    if (a + bytes < p + bytes + HUGE_PAGE)
+        munmap(a + bytes, (size_t)(p + bytes + HUGE_PAGE - (a + bytes)));
+    (void)madvise(a, bytes, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+    return (mt_block_t *)a;
+}
+
+static void table_free(mt_block_t *b, size_t cap)
+{
+    if (b && table_bytes(cap) < HUGE_PAGE)
+        free(b);
+    else if (b)
+        munmap(b, table_bytes(cap));
+}
+
 /* The slot a block's probe starts at: Fibonacci hashing, the top bits of
  * the address times 2^64 / phi. Allocators return addresses in arithmetic
  * runs (16-byte steps, size classes), which this spreads evenly where
@@ -91,7 +130,7 @@ static int blocks_grow(mt_replay_t *r)
 {
     size_t cap = r->blocks_cap * 2;
     mt_block_t *old = r->blocks;
-    mt_block_t *nb = calloc(cap, sizeof *nb);
+    mt_block_t *nb = table_alloc(cap);
     if (!nb)
         return -ENOMEM;
     size_t old_cap = r->blocks_cap;
@@ -101,7 +140,7 @@ static int blocks_grow(mt_replay_t *r)
     for (size_t i = 0; i < old_cap; i++)
         if (old[i].ptr)
             r->blocks[block_slot(r, old[i].ptr)] = old[i];
-    free(old);
+    table_free(old, old_cap);
     return 0;
 }
 
@@ -391,7 +430,7 @@ mt_replay_t *mt__replay_new(const mt_trace_t *t, const mt_replay_options_t *opt)
     r->sites = calloc(nstacks + 1, sizeof *r->sites);
     r->blocks_cap = INITIAL_BLOCKS;
     r->blocks_shift = 64 - INITIAL_BLOCKS_LOG2;
-    r->blocks = calloc(r->blocks_cap, sizeof *r->blocks);
+    r->blocks = table_alloc(r->blocks_cap);
     r->threads_cap = INITIAL_THREADS;
     r->threads = calloc(r->threads_cap, sizeof *r->threads);
     if (!r->sites || !r->blocks || !r->threads)
@@ -503,7 +542,7 @@ void mt__replay_free(mt_replay_t *r)
         free(r->snaps[i].sites);
     free(r->snaps);
     free(r->sites);
-    free(r->blocks);
+    table_free(r->blocks, r->blocks_cap);
     free(r->threads);
     free(r);
 }
