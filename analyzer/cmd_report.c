@@ -49,6 +49,16 @@ typedef struct options {
     mt_patterns_t suppressions;
 } options_t;
 
+/* The first suppression (its index) matching each string of a symbolized
+ * frame, or -1 for none, keyed by the string's address: the symbolizer
+ * interns its strings, so each distinct one is matched against the
+ * patterns once however many leaking stacks show it. */
+typedef struct match_cache {
+    const char **keys; /* NULL for an empty slot */
+    int *first;
+    size_t cap, n;     /* cap: 0 or a power of two */
+} match_cache_t;
+
 /* One trace: opened, replayed, symbolized on demand. */
 typedef struct proc {
     const char *path;
@@ -56,6 +66,7 @@ typedef struct proc {
     const mt_trace_info_t *info;
     mt_replay_t *replay;
     mt_symbolizer_t *sym;
+    match_cache_t matches;
     char **warnings;
     size_t nwarnings;
 } proc_t;
@@ -247,6 +258,8 @@ fail:
 
 static void unload(proc_t *p)
 {
+    free(p->matches.keys);
+    free(p->matches.first);
     for (size_t i = 0; i < p->nwarnings; i++)
         free(p->warnings[i]);
     free(p->warnings);
@@ -282,6 +295,79 @@ static void add_totals(mt_totals_t *a, const mt_totals_t *b)
     a->undefined_stacks += b->undefined_stacks;
     a->markers += b->markers;
     a->threads += b->threads;
+}
+
+/* ---- suppressions ---- */
+
+static size_t match_slot(const match_cache_t *c, const char *key)
+{
+    size_t i = (size_t)(((uintptr_t)key * 0x9e3779b97f4a7c15ull) >> 20) & (c->cap - 1);
+    while (c->keys[i] && c->keys[i] != key)
+        i = (i + 1) & (c->cap - 1);
+    return i;
+}
+
+/* Stores in *first the index of the first suppression matching text (-1:
+ * none), from the cache or matched now. Returns 0 or -ENOMEM. */
+static int first_match(match_cache_t *c, const mt_patterns_t *s, const char *text, int *first)
+{
+    if (!text || !*text) {
+        *first = -1;
+        return 0;
+    }
+    if ((c->n + 1) * 2 > c->cap) {
+        match_cache_t bigger = {.cap = c->cap ? c->cap * 2 : 256, .n = c->n};
+        bigger.keys = calloc(bigger.cap, sizeof *bigger.keys);
+        bigger.first = malloc(bigger.cap * sizeof *bigger.first);
+        if (!bigger.keys || !bigger.first) {
+            free(bigger.keys);
+            free(bigger.first);
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < c->cap; i++) {
+            if (!c->keys[i])
+                continue;
+            size_t j = match_slot(&bigger, c->keys[i]);
+            bigger.keys[j] = c->keys[i];
+            bigger.first[j] = c->first[i];
+        }
+        free(c->keys);
+        free(c->first);
+        *c = bigger;
+    }
+    size_t i = match_slot(c, text);
+    if (!c->keys[i]) {
+        int k = 0;
+        while (k < (int)s->n && !mt__suppression_match(s->items[k], text))
+            k++;
+        c->keys[i] = text;
+        c->first[i] = k < (int)s->n ? k : -1;
+        c->n++;
+    }
+    *first = c->first[i];
+    return 0;
+}
+
+/* Returns through *out what mt__suppressed_by(frames, n, s) returns: the
+ * first suppression matching any frame's function, file or module, or
+ * NULL; each distinct string of p's symbolizer is matched only once.
+ * Returns 0 or -ENOMEM. */
+static int suppressed_by(proc_t *p, const mt_frame_t *frames, size_t n, const mt_patterns_t *s,
+                         const char **out)
+{
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *texts[3] = {frames[i].function, frames[i].file, frames[i].module};
+        for (size_t k = 0; k < 3; k++) {
+            int first;
+            if (first_match(&p->matches, s, texts[k], &first) < 0)
+                return -ENOMEM;
+            if (first >= 0 && (best < 0 || first < best))
+                best = first;
+        }
+    }
+    *out = best >= 0 ? s->items[best] : NULL;
+    return 0;
 }
 
 /* Turns the sites of the section's processes into rows. */
@@ -321,8 +407,9 @@ static int build_rows(section_t *sec, const options_t *opt)
                 if ((rc = mt__symbolize_stack(p->sym, p->trace, s->stack, &frames, &nframes)) < 0)
                     goto fail;
                 headline = nframes ? mt__headline(frames, nframes, &opt->wrappers) : 0;
-                if (s->live_allocations)
-                    suppressed = mt__suppressed_by(frames, nframes, &opt->suppressions);
+                if (s->live_allocations &&
+                    (rc = suppressed_by(p, frames, nframes, &opt->suppressions, &suppressed)) < 0)
+                    goto fail;
             }
             if (suppressed) {
                 st.suppressed_bytes = st.leaked_bytes;

@@ -19,12 +19,18 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "replay.h"
 
-#define INITIAL_BLOCKS 1024
+#define INITIAL_BLOCKS_LOG2 10
+#define INITIAL_BLOCKS (1u << INITIAL_BLOCKS_LOG2)
 #define INITIAL_THREADS 16
+/* Below this many slots (1 MiB of table) the table grows at 3/8 full rather
+ * than 5/8: probes stop sooner and mispredict less, at little memory. */
+#define SPARSE_BLOCKS (1u << 15)
 #define PROGRESS_EVERY (1u << 16)
+#define HALF 16 /* events per half of mt__replay_run's buffer */
 
 typedef struct thread {
     uint64_t key;        /* tid + 1; 0 for an empty slot */
@@ -41,6 +47,7 @@ struct mt_replay {
     uint64_t peak_version;
     mt_block_t *blocks;    /* ptr 0 marks an empty slot */
     size_t blocks_cap;     /* a power of two */
+    unsigned blocks_shift; /* 64 - log2(blocks_cap): a key's home is its hash's top bits */
     size_t blocks_used;
     thread_t *threads;
     size_t threads_cap;
@@ -66,10 +73,57 @@ static uint64_t mix64(uint64_t x)
 
 /* ---- live blocks ---- */
 
+/* Tables from this size on get a mapping of their own, in transparent huge
+ * pages where the system allows them (THP in madvise mode): a table of
+ * tens of megabytes was otherwise faulted in, and zeroed, 4 KiB at a time
+ * at every doubling. */
+#define HUGE_PAGE (2u << 20)
+
+static size_t table_bytes(size_t cap)
+{
+    return cap * sizeof(mt_block_t);
+}
+
+/* Returns a zeroed table of cap blocks, or NULL. */
+static mt_block_t *table_alloc(size_t cap)
+{
+    size_t bytes = table_bytes(cap);
+    if (bytes < HUGE_PAGE)
+        return calloc(cap, sizeof(mt_block_t));
+    /* One huge page more than needed, trimmed to a 2 MiB boundary. */
+    uint8_t *p = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    if (a + bytes < p + bytes + HUGE_PAGE)
+        munmap(a + bytes, (size_t)(p + bytes + HUGE_PAGE - (a + bytes)));
+    (void)madvise(a, bytes, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+    return (mt_block_t *)a;
+}
+
+static void table_free(mt_block_t *b, size_t cap)
+{
+    if (b && table_bytes(cap) < HUGE_PAGE)
+        free(b);
+    else if (b)
+        munmap(b, table_bytes(cap));
+}
+
+/* The slot a block's probe starts at: Fibonacci hashing, the top bits of
+ * the address times 2^64 / phi. Allocators return addresses in arithmetic
+ * runs (16-byte steps, size classes), which this spreads evenly where
+ * taking the low bits would not, and it is cheaper than a full mixer. */
+static size_t block_home(const mt_replay_t *r, uint64_t ptr)
+{
+    return (size_t)((ptr * 0x9e3779b97f4a7c15ull) >> r->blocks_shift);
+}
+
 static size_t block_slot(const mt_replay_t *r, uint64_t ptr)
 {
     size_t mask = r->blocks_cap - 1;
-    size_t i = (size_t)mix64(ptr) & mask;
+    size_t i = block_home(r, ptr);
     while (r->blocks[i].ptr && r->blocks[i].ptr != ptr)
         i = (i + 1) & mask;
     return i;
@@ -79,16 +133,17 @@ static int blocks_grow(mt_replay_t *r)
 {
     size_t cap = r->blocks_cap * 2;
     mt_block_t *old = r->blocks;
-    mt_block_t *nb = calloc(cap, sizeof *nb);
+    mt_block_t *nb = table_alloc(cap);
     if (!nb)
         return -ENOMEM;
     size_t old_cap = r->blocks_cap;
     r->blocks = nb;
     r->blocks_cap = cap;
+    r->blocks_shift--;
     for (size_t i = 0; i < old_cap; i++)
         if (old[i].ptr)
             r->blocks[block_slot(r, old[i].ptr)] = old[i];
-    free(old);
+    table_free(old, old_cap);
     return 0;
 }
 
@@ -101,7 +156,7 @@ static void block_remove(mt_replay_t *r, size_t i)
         j = (j + 1) & mask;
         if (!r->blocks[j].ptr)
             break;
-        size_t home = (size_t)mix64(r->blocks[j].ptr) & mask;
+        size_t home = block_home(r, r->blocks[j].ptr);
         /* Move j into the gap at i unless its home lies cyclically in (i, j]. */
         bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (!stays) {
@@ -115,11 +170,20 @@ static void block_remove(mt_replay_t *r, size_t i)
 
 /* ---- threads ---- */
 
-static thread_t *thread_get(mt_replay_t *r, uint32_t tid)
+static thread_t *thread_find(mt_replay_t *r, uint64_t key);
+
+/* Returns tid's entry, adding it when new, or NULL when out of memory. Runs
+ * of events of one thread find it in the cache without a call. */
+static inline thread_t *thread_get(mt_replay_t *r, uint32_t tid)
 {
     uint64_t key = (uint64_t)tid + 1;
     if (r->last_thread && r->last_thread->key == key)
         return r->last_thread;
+    return thread_find(r, key);
+}
+
+static __attribute__((noinline)) thread_t *thread_find(mt_replay_t *r, uint64_t key)
+{
     if ((r->threads_used + 1) * 2 > r->threads_cap) {
         size_t cap = r->threads_cap * 2;
         thread_t *nt = calloc(cap, sizeof *nt);
@@ -201,7 +265,7 @@ static void touch(mt_replay_t *r, mt_site_t *s)
 }
 
 /* Takes a live block out of its site and of the totals, without counting a free. */
-static void unlive(mt_replay_t *r, const mt_block_t *b)
+static inline void unlive(mt_replay_t *r, const mt_block_t *b)
 {
     mt_site_t *s = site_of(r, b->stack);
     touch(r, s);
@@ -240,7 +304,7 @@ static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
         r->totals.ignored_events++;
         return 0;
     }
-    if ((r->blocks_used + 1) * 8 > r->blocks_cap * 5 && blocks_grow(r) < 0)
+    if ((r->blocks_used + 1) * 8 > r->blocks_cap * (r->blocks_cap < SPARSE_BLOCKS ? 3 : 5) && blocks_grow(r) < 0)
         return -ENOMEM;
     uint32_t stack = ev->stack;
     uint64_t size = ev->size, w = 1;
@@ -398,7 +462,8 @@ mt_replay_t *mt__replay_new(const mt_trace_t *t, const mt_replay_options_t *opt)
     r->nsites = nstacks;
     r->sites = calloc(nstacks + 1, sizeof *r->sites);
     r->blocks_cap = INITIAL_BLOCKS;
-    r->blocks = calloc(r->blocks_cap, sizeof *r->blocks);
+    r->blocks_shift = 64 - INITIAL_BLOCKS_LOG2;
+    r->blocks = table_alloc(r->blocks_cap);
     r->threads_cap = INITIAL_THREADS;
     r->threads = calloc(r->threads_cap, sizeof *r->threads);
     if (!r->sites || !r->blocks || !r->threads)
@@ -445,25 +510,51 @@ int mt__replay_finish(mt_replay_t *r)
     return 0;
 }
 
-/* Replays a whole trace; see replay.h. */
+/* Starts loading the cache line of an event's home slot, some events
+ * ahead: with a table much larger than the caches, waiting for that line
+ * is most of an event's cost, and the loads of several events overlap when
+ * they are started early. A hint only: the table may grow in between. */
+static void block_prefetch(const mt_replay_t *r, const mt_event_t *ev)
+{
+    __builtin_prefetch(&r->blocks[block_home(r, ev->ptr)], 1);
+}
+
+/* Replays a whole trace; see replay.h. Events are read in batches into two
+ * halves of a buffer: while one half is applied, the other's slots are
+ * being prefetched. A reader error is returned once the events before it
+ * were applied. */
 int mt__replay_run(mt_trace_t *t, const mt_replay_options_t *opt, mt_replay_t **out)
 {
-    int rc = -ENOMEM;
+    int rc = -ENOMEM, next = 1;
     *out = NULL;
     mt_replay_t *r = mt__replay_new(t, opt);
     if (!r)
         goto fail;
     uint64_t total = mt__trace_info(t)->events;
     uint64_t n = 0;
-    mt_event_t ev;
+    mt_event_t half[2][HALF];
+    int count[2] = {0, 0};
     mt__trace_rewind(t);
-    while ((rc = mt__trace_next(t, &ev)) > 0) {
-        if ((rc = mt__replay_feed(r, &ev)) < 0)
-            goto fail;
-        if (r->opt.progress && ++n % PROGRESS_EVERY == 0)
-            r->opt.progress(r->opt.progress_ctx, n, total);
+    for (int h = 0; h < 2 && next > 0; h++) {
+        if ((next = count[h] = mt__trace_next_batch(t, half[h], HALF)) > 0)
+            for (int i = 0; i < count[h]; i++)
+                block_prefetch(r, &half[h][i]);
     }
-    if (rc < 0)
+    for (int h = 0; count[h] > 0; h ^= 1) {
+        for (int i = 0; i < count[h]; i++) {
+            if ((rc = mt__replay_feed(r, &half[h][i])) < 0)
+                goto fail;
+            if (r->opt.progress && ++n % PROGRESS_EVERY == 0)
+                r->opt.progress(r->opt.progress_ctx, n, total);
+        }
+        count[h] = 0;
+        if (next > 0 && (next = count[h] = mt__trace_next_batch(t, half[h], HALF)) > 0)
+            for (int i = 0; i < count[h]; i++)
+                block_prefetch(r, &half[h][i]);
+        if (count[h] < 0)
+            count[h] = 0;
+    }
+    if ((rc = next) < 0)
         goto fail;
     if (r->opt.progress)
         r->opt.progress(r->opt.progress_ctx, total, total);
@@ -484,7 +575,7 @@ void mt__replay_free(mt_replay_t *r)
         free(r->snaps[i].sites);
     free(r->snaps);
     free(r->sites);
-    free(r->blocks);
+    table_free(r->blocks, r->blocks_cap);
     free(r->threads);
     free(r);
 }

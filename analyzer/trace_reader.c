@@ -27,9 +27,11 @@
  * links between records (an UNLOAD of an unknown module, an undefined stack),
  * which only the trace as a whole can judge.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,14 +531,119 @@ static uint64_t dec_offset(const chunk_dec_t *d)
     return d->base_off + (uint64_t)(d->p - d->base);
 }
 
+/* Every op the format defines, as a bit mask (ops are below 64). */
+#define OP_BIT(name, value, frees, allocates, fn) | (1ull << (value))
+static const uint64_t known_ops = 0 MT_OP_MAP(OP_BIT);
+#undef OP_BIT
+
+/* The longest event: the op byte and four varints. */
+#define EVENT_MAX (1 + 4 * MT_VARINT_MAX)
+
+/* Reads a varint at *p when MT_VARINT_MAX bytes are known to follow, so
+ * that no byte needs a bounds check. Returns false, leaving *p alone, for
+ * one longer than 64 bits (mt_get_varint's rules). Varints of up to 8
+ * bytes (56 bits: sizes, deltas, stack ids) are decoded without a branch
+ * per byte: the stop byte is the lowest one without its top bit, and the
+ * 7-bit groups below it are packed together in three steps. */
+static inline bool fast_varint(const uint8_t **p, uint64_t *out)
+{
+    const uint8_t *q = *p;
+    uint64_t x, stops, v, b;
+
+    memcpy(&x, q, sizeof x);
+    x = le64toh(x);
+    stops = ~x & 0x8080808080808080ull;
+    if (stops) {
+        unsigned bits = (unsigned)__builtin_ctzll(stops) + 1; /* through the stop byte */
+        x &= bits == 64 ? ~0ull : (1ull << bits) - 1;
+        x &= 0x7f7f7f7f7f7f7f7full;
+        x = (x & 0x007f007f007f007full) | (x & 0x7f007f007f007f00ull) >> 1;
+        x = (x & 0x00003fff00003fffull) | (x & 0x3fff00003fff0000ull) >> 2;
+        x = (x & 0x000000000fffffffull) | (x & 0x0fffffff00000000ull) >> 4;
+        *out = x;
+        *p = q + bits / 8;
+        return true;
+    }
+    /* Nine or ten bytes: the first eight hold 56 bits. */
+    x &= 0x7f7f7f7f7f7f7f7full;
+    x = (x & 0x007f007f007f007full) | (x & 0x7f007f007f007f00ull) >> 1;
+    x = (x & 0x00003fff00003fffull) | (x & 0x3fff00003fff0000ull) >> 2;
+    v = (x & 0x000000000fffffffull) | (x & 0x0fffffff00000000ull) >> 4;
+    b = q[8];
+    v |= (b & 0x7f) << 56;
+    if (!(b & 0x80)) {
+        *out = v;
+        *p = q + 9;
+        return true;
+    }
+    b = q[9];
+    if (b > 1)
+        return false;
+    *out = v | b << 63;
+    *p = q + 10;
+    return true;
+}
+
+/* Decodes the event at d->p into ev like decode_event when it cannot run
+ * past the chunk and is well formed, without moving d; returns the byte
+ * after it, or NULL, so that decode_event can say exactly what is wrong.
+ * dec_commit moves d past the event. This is the replay's per-event path. */
+static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
+{
+    const uint8_t *p = d->p;
+    uint64_t delta = 1, size = 0, zptr, stack = 0;
+    unsigned op, flags;
+    bool allocates;
+
+    if (d->end - p < EVENT_MAX)
+        return NULL;
+    flags = *p & ~MT_EV_OP_MASK;
+    op = *p++ & MT_EV_OP_MASK;
+    if (!(known_ops >> op & 1))
+        return NULL;
+    allocates = mt_op_allocates(op);
+    if (!(flags & MT_EV_SEQ1) && !fast_varint(&p, &delta))
+        return NULL;
+    if (allocates && !fast_varint(&p, &size))
+        return NULL;
+    if (!fast_varint(&p, &zptr))
+        return NULL;
+    if (allocates && (!fast_varint(&p, &stack) || stack > UINT32_MAX))
+        return NULL;
+    if (delta > UINT64_MAX - d->seq)
+        return NULL;
+    *ev = (mt_event_t){
+        .seq = d->seq + delta,
+        .ptr = d->ptr + (uint64_t)mt_unzigzag(zptr) * (flags & MT_EV_PTR16 ? 16u : 1u),
+        .size = size,
+        .stack = (uint32_t)stack,
+        .op = (uint8_t)op,
+    };
+    return p;
+}
+
+/* Moves d past the event decode_fast decoded into ev, ending at p. */
+static inline void dec_commit(chunk_dec_t *d, const mt_event_t *ev, const uint8_t *p)
+{
+    d->p = p;
+    d->seq = ev->seq;
+    d->ptr = ev->ptr;
+    d->remaining--;
+}
+
 /* Decodes the next event of a chunk into ev (op, seq, ptr, size, stack as
  * written; tid and label left 0). The caller checked remaining > 0. */
 static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
 {
-    uint64_t off = dec_offset(d), delta, size = 0, zptr, stack = 0;
+    uint64_t off, delta, size = 0, zptr, stack = 0;
     const uint8_t *q;
     unsigned op, flags;
 
+    if ((q = decode_fast(d, ev))) {
+        dec_commit(d, ev, q);
+        return 0;
+    }
+    off = dec_offset(d);
     if (d->p >= d->end)
         return errorf(err, path, -EINVAL,
                       "offset %" PRIu64 ": chunk ends with %" PRIu64
@@ -1243,6 +1350,7 @@ struct mt_trace {
     uint64_t *frames; /* every stack's frames, one after another */
     size_t nframes, framecap;
     idmap_t stack_ids; /* file id to index in stacks */
+    bool stack_ids_sparse; /* some stack's file id is not its index */
 
     label_t *labels;
     size_t nlabels, labelcap;
@@ -1370,6 +1478,7 @@ static int load_stack(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *re
     t->nframes += depth;
     /* frames are pointed at once the pool stops moving */
     t->stacks[t->nstacks] = (mt_stack_t){.epoch = rec->u.stack.epoch, .depth = depth};
+    t->stack_ids_sparse |= rec->u.stack.id != t->nstacks;
     if (idmap_put(&t->stack_ids, rec->u.stack.id, (uint32_t)t->nstacks))
         return out_of_memory(it);
     t->nstacks++;
@@ -1817,12 +1926,23 @@ static int cursor_load(mt_trace_t *t, cursor_t *c, const chunk_t *ch)
     return 0;
 }
 
+/* Turns a stack id of the file into its index in t->stacks. Returns false
+ * for an id the trace never defined. */
+static inline bool map_stack(const mt_trace_t *t, uint32_t id, uint32_t *idx)
+{
+    if (t->stack_ids_sparse)
+        return idmap_get(&t->stack_ids, id, idx);
+    *idx = id; /* every file id is its index: only the range to check */
+    return id < t->nstacks;
+}
+
 /* Decodes stream si's next event into its cursor. Returns 1, 0 when the
  * stream has no more, or a negative code. */
 static int cursor_advance(mt_trace_t *t, uint32_t si)
 {
     cursor_t *c = &t->cursors[si];
     const stream_t *s = &t->streams[si];
+    const uint8_t *start;
     uint64_t off;
     uint32_t idx;
     int r;
@@ -1845,9 +1965,11 @@ static int cursor_advance(mt_trace_t *t, uint32_t si)
         if ((r = cursor_load(t, c, &s->chunks[c->next_chunk++])))
             return r;
     }
-    off = dec_offset(&c->dec);
+    start = c->dec.p;
     if ((r = decode_event(&c->dec, &c->ev, t->err, t->path)))
         return r;
+    /* The event's offset, for messages only. */
+    off = c->dec.base_off + (uint64_t)(start - c->dec.base);
     if (c->have_seq && c->ev.seq < c->last_seq)
         return errorf(t->err, t->path, -EINVAL,
                       "offset %" PRIu64 ": stream %" PRIu64 ": seq %" PRIu64
@@ -1856,7 +1978,7 @@ static int cursor_advance(mt_trace_t *t, uint32_t si)
     c->have_seq = true;
     c->last_seq = c->ev.seq;
     if (mt_op_allocates(c->ev.op)) {
-        if (!idmap_get(&t->stack_ids, c->ev.stack, &idx))
+        if (!map_stack(t, c->ev.stack, &idx))
             return errorf(t->err, t->path, -EINVAL,
                           "offset %" PRIu64 ": %s event: stack id %" PRIu32
                           " was never defined",
@@ -1973,6 +2095,82 @@ fail:
     zmessage(&t->z, t->err, t->path);
     t->failed = r;
     return r;
+}
+
+/* Continues the stream whose event mt__trace_next just returned (the heap
+ * top, pending): while its next events, in the same chunk, still come
+ * before every other stream's next event and before the next marker, they
+ * need no heap work and are stored straight into evs (at most max).
+ * Returns how many were stored. Stops at the end of the chunk and at
+ * anything unusual (an event near the chunk's end, or malformed, or out of
+ * order), which is left undecoded for mt__trace_next to deal with; an
+ * event that is fine but comes after another stream's is left in the
+ * cursor, the heap fixed, as cursor_advance would. */
+static size_t run_on(mt_trace_t *t, mt_event_t *evs, size_t max)
+{
+    uint32_t top = t->heap[0], rival = NONE, idx;
+    cursor_t *c = &t->cursors[top];
+    uint64_t limit = UINT64_MAX; /* events up to limit (below it unless at_limit) stay first */
+    bool at_limit = true;
+    const uint8_t *next;
+    size_t n = 0;
+
+    if (t->nheap > 1)
+        rival = t->heap[1];
+    if (t->nheap > 2 && before(t, t->heap[2], rival))
+        rival = t->heap[2];
+    if (rival != NONE) {
+        limit = t->cursors[rival].ev.seq;
+        at_limit = top < rival;
+    }
+    if (t->next_marker < t->nmarkers) {
+        uint64_t m = t->markers[t->next_marker].seq; /* a marker goes first on a tie */
+        if (m < limit || (m == limit && at_limit)) {
+            limit = m;
+            at_limit = false;
+        }
+    }
+    while (n < max && c->dec.remaining > 0) {
+        mt_event_t *e = &evs[n];
+        if (!(next = decode_fast(&c->dec, e)) || e->seq < c->last_seq)
+            break;
+        if (mt_op_allocates(e->op)) {
+            if (!map_stack(t, e->stack, &idx))
+                break;
+            e->stack = idx;
+        }
+        e->tid = c->tid;
+        dec_commit(&c->dec, e, next);
+        c->last_seq = e->seq;
+        if (e->seq > limit || (e->seq == limit && !at_limit)) {
+            /* Another stream or a marker comes first: e waits in the cursor. */
+            c->ev = *e;
+            t->pending = false;
+            heap_down(t, 0);
+            return n;
+        }
+        n++;
+    }
+    if (n)
+        c->ev = evs[n - 1];
+    return n;
+}
+
+/* Stores up to max events of the merged stream in evs; see internal.h. */
+int mt__trace_next_batch(mt_trace_t *t, mt_event_t *evs, size_t max)
+{
+    size_t n = 0;
+    int r;
+
+    if (max > INT_MAX)
+        max = INT_MAX;
+    while (n < max) {
+        if ((r = mt__trace_next(t, &evs[n])) <= 0)
+            return n ? (int)n : r; /* a failure stays and comes on the next call */
+        if (evs[n++].op != MT_EV_MARKER)
+            n += run_on(t, evs + n, max - n);
+    }
+    return (int)n;
 }
 
 /* Returns the message of the last failure of mt__trace_next, naming the file

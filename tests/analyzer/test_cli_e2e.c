@@ -138,6 +138,31 @@ Test(report_e2e, the_demo_has_exact_totals_and_its_leak_is_charged_to_remember_n
     mt_e2e_run_free(&run);
 }
 
+Test(report_e2e, a_suppressed_leak_names_the_first_listed_suppression_that_matches_any_frame, .timeout = 60)
+{
+    mt_e2e_run_t run;
+    record(&run, "demo", 1);
+    /* Both lines match remember_name's stack: the first line (which
+     * matches its outer frame, main) is the one named, not the one that
+     * matches the innermost frame. */
+    char supp[4096];
+    snprintf(supp, sizeof supp, "%s/demo.supp", run.dir);
+    FILE *f = fopen(supp, "w");
+    cr_assert(f);
+    fputs("# outer frame first\nleak:^main$\nleak:remember_name\n", f);
+    fclose(f);
+    const char *extra[] = {"--suppressions", supp, NULL};
+    cJSON *doc = report_json(run.dir, run.traces[0], extra);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "totals");
+    cr_expect_eq(num(t, "leaked_bytes"), 0);
+    const cJSON *names = site_of(doc, "remember_name");
+    cr_expect_eq(num(names, "leaked_bytes"), 0);
+    cr_expect_eq(num(names, "suppressed_leaked_bytes"), 6400);
+    cr_expect_str_eq(str(names, "suppression"), "^main$");
+    cJSON_Delete(doc);
+    mt_e2e_run_free(&run);
+}
+
 Test(report_e2e, cxx_leaks_are_charged_to_the_function_that_wrote_new, .timeout = 60)
 {
     mt_e2e_run_t run;

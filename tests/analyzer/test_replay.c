@@ -364,6 +364,53 @@ Test(replay, many_blocks_freed_in_scrambled_order_all_match)
     done(&f);
 }
 
+static int count_block(void *ctx, const mt_block_t *blk)
+{
+    (void)blk;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+Test(replay, a_table_grown_past_two_megabytes_keeps_every_block)
+{
+    /* 60,000 live blocks need a table of 131,072 slots (4 MiB), which has
+     * a mapping of its own; every fifth block leaks. */
+    enum { N = 60000 };
+    mt_tb_t *b = new_trace(1);
+    mt_tb_chunk_begin(b, 0, 7, 1);
+    for (uint64_t i = 0; i < N; i++)
+        mt_tb_alloc(b, MT_OP_MALLOC, 1 + i, A + 48 * i, 1 + i % 7, 0);
+    uint64_t seq = N, leaked = 0, leaked_bytes = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t k = (i * 7919) % N;
+        if (k % 5 == 0) {
+            leaked++;
+            leaked_bytes += 1 + k % 7;
+            continue;
+        }
+        mt_tb_free(b, MT_OP_FREE, ++seq, A + 48 * k);
+    }
+    mt_tb_chunk_end(b);
+    mt_tb_end(b, seq, 1000, seq, 0, 1);
+    fixture_t f;
+    replay(&f, b, NULL);
+    const mt_totals_t *t = mt__replay_totals(f.replay);
+    cr_expect_eq(t->frees, N - leaked);
+    cr_expect_eq(t->unknown_frees, 0);
+    cr_expect_eq(t->peak_allocations, N);
+    cr_expect_eq(t->leaked_allocations, leaked);
+    cr_expect_eq(t->leaked_bytes, leaked_bytes);
+    uint64_t visited = 0;
+    cr_expect_eq(mt__replay_foreach_live(f.replay, count_block, &visited), 0);
+    cr_expect_eq(visited, leaked);
+    const mt_block_t *blk = mt__replay_block(f.replay, A + 48 * 5);
+    cr_assert(blk);
+    cr_expect_eq(blk->size, 1 + 5 % 7);
+    cr_expect_eq(blk->seq, 6);
+    cr_expect_null(mt__replay_block(f.replay, A + 48 * 6));
+    done(&f);
+}
+
 Test(replay, address_allocated_again_while_live_counts_a_missed_free)
 {
     mt_tb_t *b = new_trace(2);

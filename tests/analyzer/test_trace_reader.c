@@ -910,6 +910,119 @@ Test(trace_reader, seq_going_backwards_within_a_stream_is_an_error)
     expect_next_fails(b, 2, "stream 0: seq 3 goes backwards");
 }
 
+/* ---- reading in batches ---- */
+
+static void expect_same_event(const mt_event_t *a, const mt_event_t *b, size_t i)
+{
+    cr_assert(a->seq == b->seq && a->op == b->op && a->ptr == b->ptr && a->size == b->size &&
+                  a->stack == b->stack && a->tid == b->tid && a->label == b->label,
+              "event %zu differs: seq %lu/%lu op %u/%u ptr %lx/%lx", i, (unsigned long)a->seq,
+              (unsigned long)b->seq, a->op, b->op, (unsigned long)a->ptr, (unsigned long)b->ptr);
+}
+
+Test(trace_reader, batches_give_the_same_events_as_one_at_a_time)
+{
+    /* Three streams take turns in runs of 1 to 40 events, with markers
+     * between and on the seq of an event, a few seqs that two streams share,
+     * and sizes and pointer deltas of every varint length up to 10 bytes. */
+    enum { NSTREAMS = 3, N = 4000, PER_CHUNK = 100, MAX = 2 * N };
+    mt_tb_t *b = mt_tb_new();
+    for (uint64_t i = 0; i < 4; i++)
+        mt_tb_stack(b, i, 0, one_frame, 1);
+    mt_tb_label(b, 0, "m");
+    uint64_t pending[NSTREAMS][PER_CHUNK];
+    size_t npending[NSTREAMS] = {0};
+    uint64_t x = 88172645463325252ull;
+    unsigned s = 0, left = 0;
+    for (uint64_t seq = 1; seq <= N; seq++) {
+        if (!left) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s = (unsigned)(x % NSTREAMS);
+            left = 1 + (unsigned)(x >> 32) % 40;
+        }
+        left--;
+        unsigned twin = seq % 501 == 0 ? (s + 1) % NSTREAMS : s; /* a second stream with this seq */
+        for (unsigned k = s;; k = twin) {
+            pending[k][npending[k]++] = seq;
+            if (npending[k] == PER_CHUNK || seq == N) {
+                mt_tb_chunk_begin(b, k, 100 + k, pending[k][0]);
+                for (size_t i = 0; i < npending[k]; i++) {
+                    uint64_t q = pending[k][i];
+                    uint64_t ptr = q % 7 == 0 ? q * 0x9e3779b97f4a7c15ull : ((uint64_t)k << 40) + q * 48;
+                    if (q % 3 == 0)
+                        mt_tb_free(b, MT_OP_FREE, q, ptr);
+                    else
+                        mt_tb_alloc(b, MT_OP_MALLOC, q, ptr, (1ull << (q % 64)) | q, (uint32_t)(q % 4));
+                }
+                mt_tb_chunk_end(b);
+                npending[k] = 0;
+            }
+            if (k == twin)
+                break;
+        }
+        if (seq % 97 == 0)
+            mt_tb_marker(b, seq, seq, 1, 0); /* ties with the event: the marker comes first */
+        if (seq % 211 == 0)
+            mt_tb_marker(b, seq + 1, seq, 1, 0);
+    }
+    for (unsigned k = 0; k < NSTREAMS; k++) {
+        if (!npending[k])
+            continue;
+        mt_tb_chunk_begin(b, k, 100 + k, pending[k][0]);
+        for (size_t i = 0; i < npending[k]; i++)
+            mt_tb_free(b, MT_OP_FREE, pending[k][i], 16);
+        mt_tb_chunk_end(b);
+    }
+    char *path = finish(b);
+    mt_trace_t *t = open_ok(path);
+    mt_event_t *one = malloc(MAX * sizeof *one), *batch = malloc(MAX * sizeof *batch);
+    cr_assert(one && batch);
+    size_t n = read_all(t, one, MAX);
+    cr_assert_gt(n, N);
+    static const size_t sizes[] = {1, 2, 5, 16, 1000, MAX};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        mt__trace_rewind(t);
+        size_t got = 0;
+        int r;
+        while ((r = mt__trace_next_batch(t, batch + got, sizes[k] < MAX - got ? sizes[k] : MAX - got)) > 0) {
+            cr_assert_leq((size_t)r, sizes[k]);
+            got += (size_t)r;
+        }
+        cr_assert_eq(r, 0, "batch of %zu failed: %s", sizes[k], mt__trace_error(t));
+        cr_assert_eq(got, n, "batches of %zu gave %zu events, not %zu", sizes[k], got, n);
+        for (size_t i = 0; i < n; i++)
+            expect_same_event(&one[i], &batch[i], i);
+    }
+    free(one);
+    free(batch);
+    done(path, t);
+}
+
+Test(trace_reader, batch_stops_before_a_corrupt_event_and_fails_on_the_next_call)
+{
+    mt_tb_t *b = mt_tb_new();
+    mt_tb_stack(b, 0, 0, one_frame, 1);
+    mt_tb_chunk_begin(b, 0, 7, 1);
+    for (uint64_t q = 1; q <= 50; q++)
+        mt_tb_alloc(b, MT_OP_MALLOC, q, q * 16, 8, 0);
+    mt_tb_alloc(b, MT_OP_MALLOC, 51, 51 * 16, 8, 9);
+    for (uint64_t q = 52; q <= 100; q++)
+        mt_tb_free(b, MT_OP_FREE, q, q * 16);
+    mt_tb_chunk_end(b);
+    char *path = finish(b);
+    mt_trace_t *t = open_ok(path);
+    mt_event_t evs[64];
+    cr_assert_eq(mt__trace_next_batch(t, evs, 64), 50, "%s", mt__trace_error(t));
+    cr_expect_eq(evs[49].seq, 50);
+    int r = mt__trace_next_batch(t, evs, 64);
+    cr_expect_lt(r, 0);
+    expect_message(mt__trace_error(t), path, "malloc event: stack id 9 was never defined");
+    cr_expect_eq(mt__trace_next_batch(t, evs, 64), r, "a failure is sticky");
+    done(path, t);
+}
+
 /* ---- the raw record iterator (memtrack dump) ---- */
 
 Test(trace_reader, record_iterator_yields_records_in_file_order_with_raw_events)
