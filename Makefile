@@ -210,7 +210,7 @@ MT_SAN_ubsan := -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-p
 # Criterion cannot start under TSan (its arena collides with the shadow
 # memory), so the tests get a stand-in with the same macros.
 MT_SAN_tsan := -fsanitize=thread -Itests/common/nocriterion
-MT_SAN_ENV_asan := ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1
+MT_SAN_ENV_asan := ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp)
 MT_SAN_ENV_ubsan := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 MT_SAN_ENV_tsan := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
