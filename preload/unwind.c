@@ -7,8 +7,11 @@
  * return address and the caller's frame pointer were saved. A repeated
  * return address costs a table probe and two loads; only the first sight of
  * an address parses its FDE (found through _dl_find_object and the
- * .eh_frame_hdr search table). Every load is checked against the thread's
- * stack bounds, and whatever the walk cannot handle exactly (a signal frame,
+ * .eh_frame_hdr search table). Once a walk reaches a frame the previous walk
+ * passed through and the stack words that walk read from there outwards are
+ * unchanged, the rest is copied from it (see cfi_walk). Every load is
+ * checked against the thread's stack bounds, and whatever the walk cannot
+ * handle exactly (a signal frame,
  * a CFA expression, code without unwind information, a stack outside the
  * thread's known stack) falls back to libunwind's unw_backtrace for that
  * stack, so the recorded frames are the same either way. MEMTRACK_UNWIND=fp
@@ -112,9 +115,50 @@ typedef struct uw_rule {
 _Static_assert(sizeof(uw_rule_t) == 16, "a rule is 16 bytes");
 
 #define RULE_SLOTS 8192u /* per ring, direct-mapped: 128 KiB */
+#define SEEN_MAX (MT_MAX_DEPTH + 8) /* frames of a walk */
+#define CHK_MAX (2 * SEEN_MAX)       /* stack words it reads: a return address and maybe rbp per frame */
+
+/* How a walk ended at its outermost frame. */
+enum { SEEN_END = 0, SEEN_ZERO = 1, SEEN_TRUNC = 2 };
+
+/* What a step over a frame did, while the frame is fresh. */
+enum { STEP_CFA_RBP = 1, STEP_RESTORES = 2 }; /* needs(caller) passes on unless RESTORES */
+
+/* A stack word a step read, and what it held. */
+typedef struct uw_check {
+    const uint64_t *at;
+    uint64_t val;
+} uw_check_t;
+
+/* The previous walk, anchored at the end of its arrays: the outermost frame
+ * is at position SEEN_MAX - 1, the innermost at start. A frame's state is
+ * its return address, the stack pointer and rbp there; the words read to
+ * step over the frames at positions p and outwards are chk[first_chk[p] ..
+ * CHK_MAX). Frames are added and dropped only at the inner end, so the
+ * remembered outer part never moves. */
+typedef struct uw_seen {
+    uint32_t start;   /* SEEN_MAX: nothing remembered */
+    uint32_t end;     /* SEEN_*: how the walk ended at position SEEN_MAX - 1 */
+    uintptr_t lo, hi; /* the stack bounds its steps were checked against */
+    uint64_t ip[SEEN_MAX], sp[SEEN_MAX], rbp[SEEN_MAX];
+    uint16_t first_chk[SEEN_MAX + 1]; /* [SEEN_MAX] = CHK_MAX */
+    uint8_t needs_rbp[SEEN_MAX]; /* the walk from this frame outwards depends on its rbp */
+    uw_check_t chk[CHK_MAX];
+} uw_seen_t;
+
+/* The frames the current walk stepped itself, innermost first (their
+ * return addresses are the walk's output). */
+typedef struct uw_fresh {
+    uint64_t sp[SEEN_MAX], rbp[SEEN_MAX];
+    uint16_t first_chk[SEEN_MAX + 1];
+    uint8_t step[SEEN_MAX]; /* STEP_* */
+    uw_check_t chk[CHK_MAX];
+} uw_fresh_t;
 
 typedef struct uw_cache {
     uint32_t generation;
+    uw_seen_t seen;
+    uw_fresh_t fresh;
     uw_rule_t rules[RULE_SLOTS];
 } uw_cache_t;
 
@@ -413,6 +457,12 @@ static void compute_rule(uint64_t ip, uw_rule_t *out)
     out->kind = RULE_STEP;
 }
 
+static void seen_forget(uw_seen_t *s)
+{
+    s->start = SEEN_MAX;
+    s->first_chk[SEEN_MAX] = CHK_MAX;
+}
+
 static uw_cache_t *cache_get(mt_ring_t *r)
 {
     uw_cache_t *c = r->uw_cache;
@@ -421,17 +471,81 @@ static uw_cache_t *cache_get(mt_ring_t *r)
         c = mt__os_map(sizeof *c); /* zeroed: every slot empty */
         if (!c)
             return NULL;
+        seen_forget(&c->seen);
         c->generation = gen;
         r->uw_cache = c;
     } else if (MT_UNLIKELY(c->generation != gen)) {
         memset(c->rules, 0, sizeof c->rules);
+        seen_forget(&c->seen); /* its steps followed rules that may be stale */
         c->generation = gen;
     }
     return c;
 }
 
+/* Checks the words read to step over the remembered frames at positions
+ * [p, ok), outermost first. Returns p when all still hold what they held;
+ * otherwise the position just outside the outermost frame one of whose
+ * words changed (from there outwards everything is unchanged). */
+static uint32_t seen_unchanged_from(const uw_seen_t *s, uint32_t p, uint32_t ok)
+{
+    const uw_check_t *lo = &s->chk[s->first_chk[p]];
+    for (const uw_check_t *c = &s->chk[s->first_chk[ok]]; c-- > lo;) {
+        if (MT_UNLIKELY(*c->at != c->val)) {
+            uint32_t j = (uint32_t)(c - s->chk), q = p;
+            while (s->first_chk[q + 1] <= j)
+                q++;
+            return q + 1;
+        }
+    }
+    return p;
+}
+
+/* Makes this walk the remembered one: its n fresh frames (return addresses
+ * in frames), followed, when join < SEEN_MAX, by the remembered frames from
+ * position join outwards that it reused. A frame's walk outwards depends on
+ * its rbp when its CFA is based on rbp, or when its step leaves rbp as it
+ * is and the caller's walk depends on it. */
+static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, uint32_t n, uint32_t join,
+                     uint32_t end)
+{
+    if (n > join) {
+        seen_forget(s); /* deeper than can be remembered */
+        return;
+    }
+    uint32_t start = join - n, nchk = f->first_chk[n];
+    uint32_t cbase = s->first_chk[join] - nchk;
+    uint32_t needs = join < SEEN_MAX ? s->needs_rbp[join] : end == SEEN_TRUNC;
+    /* Small copies: plain loops beat memcpy's dispatch here. */
+    for (uint32_t j = 0; j < nchk; j++)
+        s->chk[cbase + j] = f->chk[j];
+    uint64_t *ip = &s->ip[start], *sp = &s->sp[start], *rbp = &s->rbp[start];
+    uint16_t *first = &s->first_chk[start];
+    uint8_t *nr = &s->needs_rbp[start];
+    for (uint32_t i = n; i-- > 0;) {
+        uint32_t step = f->step[i];
+        ip[i] = frames[i];
+        sp[i] = f->sp[i];
+        rbp[i] = f->rbp[i];
+        first[i] = (uint16_t)(cbase + f->first_chk[i]);
+        needs = (step & STEP_CFA_RBP) | (needs & ~(step >> 1));
+        nr[i] = (uint8_t)needs;
+    }
+    s->start = start;
+    if (join == SEEN_MAX)
+        s->end = end;
+}
+
 /* Walks the stack with cached rules from the frame of the caller of this
- * function. Returns the frame count, or -1 when libunwind must do it. */
+ * function. Returns the frame count, or -1 when libunwind must do it.
+ *
+ * A walk is a function of the state it starts from (return address, stack
+ * pointer, rbp), the rules and the stack words it reads. So once this walk
+ * reaches a state the previous walk passed through (rbp compared only when
+ * the rest of that walk depended on it), and every word the previous walk
+ * read from there outwards still holds what it held, the rest of the walk
+ * is the previous one's: it is copied instead of stepped. Programs with
+ * deep stacks (interpreters, recursions) mostly allocate with a changing
+ * inner and an unchanged outer part. */
 static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
 {
     mt_tls_t *t = &mt__tls;
@@ -443,37 +557,81 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
     const uintptr_t lo = t->stack_lo, hi = t->stack_hi;
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t ip = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
-    uint32_t n = 0;
+    uint32_t n = 0, nchk = 0, end;
     if (sp < lo || sp >= hi)
         return -1;
-    while (n < max) {
+    uw_seen_t *s = &c->seen;
+    uw_fresh_t *f = &c->fresh;
+    if (MT_UNLIKELY(s->lo != lo || s->hi != hi)) {
+        seen_forget(s);
+        s->lo = lo;
+        s->hi = hi;
+    }
+    uint32_t k = s->start; /* the innermost remembered frame not below sp */
+    uint32_t ok = SEEN_MAX; /* remembered frames from here outwards are unchanged */
+    for (;;) {
+        while (k < SEEN_MAX && s->sp[k] < sp)
+            k++;
+        if (k < SEEN_MAX && s->sp[k] == sp && s->ip[k] == ip && (!s->needs_rbp[k] || s->rbp[k] == rbp)) {
+            uint32_t from = k < ok ? seen_unchanged_from(s, k, ok) : k;
+            /* A walk cut short at max frames is only known up to where it stopped. */
+            if (from == k && (s->end != SEEN_TRUNC || n + (SEEN_MAX - k) >= max)) {
+                uint32_t m = SEEN_MAX - k < max - n ? SEEN_MAX - k : max - n;
+                memcpy(frames + n, &s->ip[k], m * sizeof *frames);
+                f->first_chk[n] = (uint16_t)nchk;
+                remember(s, f, frames, n, k, 0);
+                return (int)(n + m);
+            }
+            ok = k = from;
+        }
+        if (n == max) {
+            end = SEEN_TRUNC;
+            break;
+        }
+        f->sp[n] = sp;
+        f->rbp[n] = rbp;
+        f->first_chk[n] = (uint16_t)nchk;
+        uint8_t *step = &f->step[n];
         frames[n++] = ip;
         uw_rule_t *rule = &c->rules[(ip ^ (ip >> 13)) & (RULE_SLOTS - 1)];
-        if (MT_UNLIKELY(rule->ip != ip || rule->kind == RULE_EMPTY)) {
+        if (MT_UNLIKELY(rule->ip != ip)) { /* ip is never 0: an empty slot never matches */
             uw_rule_t fresh = {0};
             compute_rule(ip, &fresh);
             fresh.ip = ip;
             *rule = fresh;
         }
-        if (rule->kind != RULE_STEP)
-            return rule->kind == RULE_END ? (int)n : -1;
+        if (rule->kind != RULE_STEP) {
+            if (rule->kind != RULE_END)
+                return -1;
+            *step = STEP_RESTORES; /* nothing outwards: its walk depends on no rbp */
+            end = SEEN_END;
+            break;
+        }
         uintptr_t cfa = (rule->cfa_rbp ? rbp : sp) + (uintptr_t)(intptr_t)rule->cfa_off;
         if (cfa <= sp || cfa > hi || (cfa & 7))
             return -1;
         uintptr_t ra_at = cfa + (uintptr_t)(intptr_t)rule->ra_off;
         if (ra_at < sp)
             return -1;
+        *step = rule->cfa_rbp ? STEP_CFA_RBP : 0;
         if (rule->rbp_off) {
             uintptr_t rbp_at = cfa + (uintptr_t)(intptr_t)rule->rbp_off;
             if (rbp_at < sp)
                 return -1;
             rbp = *(const uintptr_t *)rbp_at;
+            f->chk[nchk++] = (uw_check_t){(const uint64_t *)rbp_at, rbp};
+            *step |= STEP_RESTORES;
         }
         ip = *(const uintptr_t *)ra_at;
+        f->chk[nchk++] = (uw_check_t){(const uint64_t *)ra_at, ip};
         sp = cfa;
-        if (ip == 0)
-            break; /* the outermost frame says so */
+        if (ip == 0) {
+            end = SEEN_ZERO; /* the outermost frame says so */
+            break;
+        }
     }
+    f->first_chk[n] = (uint16_t)nchk;
+    remember(s, f, frames, n, SEEN_MAX, end);
     return (int)n;
 }
 #else
