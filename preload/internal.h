@@ -194,10 +194,15 @@ MT_HIDDEN int mt__rings_init(void);
  * range, whose frames are never recorded. */
 MT_HIDDEN void mt__unwind_init(void);
 
-/* Stores up to max return addresses of the calling thread's stack in frames,
- * innermost first, starting at the caller of the allocation function.
- * Returns the count. */
-MT_HIDDEN uint32_t mt__unwind(uint64_t *frames, uint32_t max);
+/* The size of the buffer mt__unwind walks into. */
+#define MT_UNWIND_BUF (MT_MAX_DEPTH + 8)
+
+/* Walks the calling thread's stack into buf (MT_UNWIND_BUF entries) and
+ * returns where in buf its recorded part starts: up to max return
+ * addresses, innermost first, starting at the caller of the allocation
+ * function (the library's own frames are left out); their count goes to
+ * *count. */
+MT_HIDDEN const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count);
 
 /* Drops cached unwind information (after dlclose). */
 MT_HIDDEN void mt__unwind_flush(void);

@@ -643,10 +643,9 @@ static int cfi_walk(uint64_t *frames, uint32_t max)
 }
 #endif
 
-uint32_t mt__unwind(uint64_t *frames, uint32_t max)
+const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count)
 {
-    uint64_t buf[MT_MAX_DEPTH + 8];
-    uint32_t want = max + 8 < MT_MAX_DEPTH + 8 ? max + 8 : MT_MAX_DEPTH + 8;
+    uint32_t want = max + 8 < MT_UNWIND_BUF ? max + 8 : MT_UNWIND_BUF;
     uint32_t n, skip = 0;
     if (mt__config.unwind_fp)
         n = fp_walk(buf, want);
@@ -659,8 +658,6 @@ uint32_t mt__unwind(uint64_t *frames, uint32_t max)
     while (skip < n && buf[skip] >= self_lo && buf[skip] < self_hi)
         skip++;
     n -= skip;
-    if (n > max)
-        n = max;
-    memcpy(frames, buf + skip, n * sizeof *frames);
-    return n;
+    *count = n < max ? n : max;
+    return buf + skip;
 }
