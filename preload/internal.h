@@ -164,7 +164,14 @@ extern _Atomic(mt_ring_t *) mt__rings MT_HIDDEN;
 /* Returns the calling thread's ring, claiming a free one or mapping a new
  * one on first use; NULL when none can be had (the thread then records
  * nothing). */
-MT_HIDDEN mt_ring_t *mt__ring_get(void);
+MT_HIDDEN mt_ring_t *mt__ring_claim(void);
+
+/* mt__ring_claim with its fast path inlined: called on every event. */
+static inline mt_ring_t *mt__ring_get(void)
+{
+    mt_ring_t *r = mt__tls.ring;
+    return MT_LIKELY(r != NULL) ? r : mt__ring_claim();
+}
 
 /* Stores ev in r, waiting a bounded time for the writer when r is full;
  * counts the event as dropped when it still cannot be stored. */

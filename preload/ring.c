@@ -84,10 +84,10 @@ static mt_ring_t *ring_claim_free(void)
     return NULL;
 }
 
-mt_ring_t *mt__ring_get(void)
+mt_ring_t *mt__ring_claim(void)
 {
     mt_tls_t *t = &mt__tls;
-    if (MT_LIKELY(t->ring != NULL))
+    if (t->ring)
         return t->ring;
     if (t->claim_failed)
         return NULL;
