@@ -200,8 +200,9 @@ static inline __attribute__((always_inline)) void record_alloc(unsigned op, cons
         return;
     uint64_t buf[MT_UNWIND_BUF];
     uint32_t n;
-    const uint64_t *frames = mt__unwind(buf, mt__config.depth, &n);
-    uint32_t id = mt__ring_intern_stack(r, frames, n, atomic_load_explicit(&mt__epoch, memory_order_relaxed));
+    uint64_t fold;
+    const uint64_t *frames = mt__unwind(buf, mt__config.depth, &n, &fold);
+    uint32_t id = mt__ring_intern_folded(r, frames, n, atomic_load_explicit(&mt__epoch, memory_order_relaxed), fold);
     if (MT_UNLIKELY(id == UINT32_MAX)) {
         atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
         return;

@@ -177,10 +177,28 @@ static inline mt_ring_t *mt__ring_get(void)
  * counts the event as dropped when it still cannot be stored. */
 MT_HIDDEN void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev);
 
+/* A stack's hash starts from a fold of its frames, outermost first, so
+ * that an unwinder that remembers the fold of a walk's outer part can hand
+ * it over instead of having it recomputed. */
+#define MT_STACK_FOLD_SEED 0x9E3779B97F4A7C15ull
+
+static inline uint64_t mt__stack_fold(uint64_t h, uint64_t frame)
+{
+    h ^= frame;
+    h *= 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
 /* Returns the ring-local id of the stack, interning it on first sight, or
  * UINT32_MAX when the ring's stack table is full or out of memory. */
 MT_HIDDEN uint32_t mt__ring_intern_stack(mt_ring_t *r, const uint64_t *frames, uint32_t depth,
                                          uint64_t epoch);
+
+/* mt__ring_intern_stack given the fold (mt__stack_fold from
+ * MT_STACK_FOLD_SEED over frames[depth - 1] down to frames[0]); 0: unknown,
+ * computed here. */
+MT_HIDDEN uint32_t mt__ring_intern_folded(mt_ring_t *r, const uint64_t *frames, uint32_t depth,
+                                          uint64_t epoch, uint64_t fold);
 
 /* Returns the entry of ring-local stack id, published by the producer. */
 MT_HIDDEN const mt_stack_entry_t *mt__ring_stack(const mt_ring_t *r, uint32_t id);
@@ -208,8 +226,9 @@ MT_HIDDEN void mt__unwind_init(void);
  * returns where in buf its recorded part starts: up to max return
  * addresses, innermost first, starting at the caller of the allocation
  * function (the library's own frames are left out); their count goes to
- * *count. */
-MT_HIDDEN const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count);
+ * *count, their fold (see mt__stack_fold) to *fold when the walk knew it
+ * without extra work, else 0. */
+MT_HIDDEN const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold);
 
 /* Drops cached unwind information (after dlclose). */
 MT_HIDDEN void mt__unwind_flush(void);

@@ -121,9 +121,6 @@ _Static_assert(sizeof(uw_rule_t) == 16, "a rule is 16 bytes");
 /* How a walk ended at its outermost frame. */
 enum { SEEN_END = 0, SEEN_ZERO = 1, SEEN_TRUNC = 2 };
 
-/* What a step over a frame did, while the frame is fresh. */
-enum { STEP_CFA_RBP = 1, STEP_RESTORES = 2 }; /* needs(caller) passes on unless RESTORES */
-
 /* A stack word a step read, and what it held. */
 typedef struct uw_check {
     const uint64_t *at;
@@ -134,25 +131,29 @@ typedef struct uw_check {
  * is at position SEEN_MAX - 1, the innermost at start. A frame's state is
  * its return address, the stack pointer and rbp there; the words read to
  * step over the frames at positions p and outwards are chk[first_chk[p] ..
- * CHK_MAX). Frames are added and dropped only at the inner end, so the
- * remembered outer part never moves. */
+ * CHK_MAX); fold[p] is the stack fold (mt__stack_fold) of ip[SEEN_MAX - 1]
+ * down to ip[p]. Frames are added and dropped only at the inner end, so
+ * the remembered outer part never moves. */
 typedef struct uw_seen {
     uint32_t start;   /* SEEN_MAX: nothing remembered */
     uint32_t end;     /* SEEN_*: how the walk ended at position SEEN_MAX - 1 */
     uintptr_t lo, hi; /* the stack bounds its steps were checked against */
     uint64_t ip[SEEN_MAX], sp[SEEN_MAX], rbp[SEEN_MAX];
+    uint64_t fold[SEEN_MAX + 1];      /* [SEEN_MAX] = MT_STACK_FOLD_SEED */
     uint16_t first_chk[SEEN_MAX + 1]; /* [SEEN_MAX] = CHK_MAX */
     uint8_t needs_rbp[SEEN_MAX]; /* the walk from this frame outwards depends on its rbp */
     uw_check_t chk[CHK_MAX];
 } uw_seen_t;
 
 /* The frames the current walk stepped itself, innermost first (their
- * return addresses are the walk's output). */
+ * return addresses are the walk's output), with the words each step read:
+ * ra_at NULL for a frame not stepped over, rbp_at NULL when the step left
+ * rbp as it was. */
 typedef struct uw_fresh {
     uint64_t sp[SEEN_MAX], rbp[SEEN_MAX];
-    uint16_t first_chk[SEEN_MAX + 1];
-    uint8_t step[SEEN_MAX]; /* STEP_* */
-    uw_check_t chk[CHK_MAX];
+    const uint64_t *ra_at[SEEN_MAX], *rbp_at[SEEN_MAX];
+    uint64_t ra[SEEN_MAX], rbpv[SEEN_MAX];
+    uint8_t cfa_rbp[SEEN_MAX];
 } uw_fresh_t;
 
 typedef struct uw_cache {
@@ -461,6 +462,7 @@ static void seen_forget(uw_seen_t *s)
 {
     s->start = SEEN_MAX;
     s->first_chk[SEEN_MAX] = CHK_MAX;
+    s->fold[SEEN_MAX] = MT_STACK_FOLD_SEED;
 }
 
 static uw_cache_t *cache_get(mt_ring_t *r)
@@ -504,7 +506,8 @@ static uint32_t seen_unchanged_from(const uw_seen_t *s, uint32_t p, uint32_t ok)
  * in frames), followed, when join < SEEN_MAX, by the remembered frames from
  * position join outwards that it reused. A frame's walk outwards depends on
  * its rbp when its CFA is based on rbp, or when its step leaves rbp as it
- * is and the caller's walk depends on it. */
+ * is and the caller's walk depends on it; the rbp a step read is only
+ * checked later when the caller's walk depends on it. */
 static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, uint32_t n, uint32_t join,
                      uint32_t end)
 {
@@ -512,23 +515,26 @@ static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, 
         seen_forget(s); /* deeper than can be remembered */
         return;
     }
-    uint32_t start = join - n, nchk = f->first_chk[n];
-    uint32_t cbase = s->first_chk[join] - nchk;
+    uint32_t start = join - n, c = s->first_chk[join];
     uint32_t needs = join < SEEN_MAX ? s->needs_rbp[join] : end == SEEN_TRUNC;
-    /* Small copies: plain loops beat memcpy's dispatch here. */
-    for (uint32_t j = 0; j < nchk; j++)
-        s->chk[cbase + j] = f->chk[j];
-    uint64_t *ip = &s->ip[start], *sp = &s->sp[start], *rbp = &s->rbp[start];
-    uint16_t *first = &s->first_chk[start];
-    uint8_t *nr = &s->needs_rbp[start];
+    uint64_t fold = s->fold[join];
     for (uint32_t i = n; i-- > 0;) {
-        uint32_t step = f->step[i];
-        ip[i] = frames[i];
-        sp[i] = f->sp[i];
-        rbp[i] = f->rbp[i];
-        first[i] = (uint16_t)(cbase + f->first_chk[i]);
-        needs = (step & STEP_CFA_RBP) | (needs & ~(step >> 1));
-        nr[i] = (uint8_t)needs;
+        uint32_t d = start + i;
+        if (f->ra_at[i]) {
+            if (f->rbp_at[i] && needs)
+                s->chk[--c] = (uw_check_t){f->rbp_at[i], f->rbpv[i]};
+            s->chk[--c] = (uw_check_t){f->ra_at[i], f->ra[i]};
+            needs = f->cfa_rbp[i] | (needs & !f->rbp_at[i]);
+        } else {
+            needs = 0; /* not stepped over: the rule says it is the outermost frame */
+        }
+        fold = mt__stack_fold(fold, frames[i]);
+        s->ip[d] = frames[i];
+        s->sp[d] = f->sp[i];
+        s->rbp[d] = f->rbp[i];
+        s->fold[d] = fold;
+        s->first_chk[d] = (uint16_t)c;
+        s->needs_rbp[d] = (uint8_t)needs;
     }
     s->start = start;
     if (join == SEEN_MAX)
@@ -546,7 +552,7 @@ static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, 
  * is the previous one's: it is copied instead of stepped. Programs with
  * deep stacks (interpreters, recursions) mostly allocate with a changing
  * inner and an unchanged outer part. */
-static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
+static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds)
 {
     mt_tls_t *t = &mt__tls;
     if (!t->ring || !t->stack_hi)
@@ -557,7 +563,8 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
     const uintptr_t lo = t->stack_lo, hi = t->stack_hi;
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t ip = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
-    uint32_t n = 0, nchk = 0, end;
+    uint32_t n = 0, end;
+    *folds = NULL;
     if (sp < lo || sp >= hi)
         return -1;
     uw_seen_t *s = &c->seen;
@@ -578,8 +585,9 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
             if (from == k && (s->end != SEEN_TRUNC || n + (SEEN_MAX - k) >= max)) {
                 uint32_t m = SEEN_MAX - k < max - n ? SEEN_MAX - k : max - n;
                 memcpy(frames + n, &s->ip[k], m * sizeof *frames);
-                f->first_chk[n] = (uint16_t)nchk;
                 remember(s, f, frames, n, k, 0);
+                if (m == SEEN_MAX - k && s->start == k - n)
+                    *folds = &s->fold[s->start];
                 return (int)(n + m);
             }
             ok = k = from;
@@ -590,8 +598,7 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
         }
         f->sp[n] = sp;
         f->rbp[n] = rbp;
-        f->first_chk[n] = (uint16_t)nchk;
-        uint8_t *step = &f->step[n];
+        uint32_t i = n;
         frames[n++] = ip;
         uw_rule_t *rule = &c->rules[(ip ^ (ip >> 13)) & (RULE_SLOTS - 1)];
         if (MT_UNLIKELY(rule->ip != ip)) { /* ip is never 0: an empty slot never matches */
@@ -603,7 +610,7 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
         if (rule->kind != RULE_STEP) {
             if (rule->kind != RULE_END)
                 return -1;
-            *step = STEP_RESTORES; /* nothing outwards: its walk depends on no rbp */
+            f->ra_at[i] = NULL;
             end = SEEN_END;
             break;
         }
@@ -613,44 +620,49 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
         uintptr_t ra_at = cfa + (uintptr_t)(intptr_t)rule->ra_off;
         if (ra_at < sp)
             return -1;
-        *step = rule->cfa_rbp ? STEP_CFA_RBP : 0;
+        f->cfa_rbp[i] = rule->cfa_rbp;
+        f->rbp_at[i] = NULL;
         if (rule->rbp_off) {
             uintptr_t rbp_at = cfa + (uintptr_t)(intptr_t)rule->rbp_off;
             if (rbp_at < sp)
                 return -1;
             rbp = *(const uintptr_t *)rbp_at;
-            f->chk[nchk++] = (uw_check_t){(const uint64_t *)rbp_at, rbp};
-            *step |= STEP_RESTORES;
+            f->rbp_at[i] = (const uint64_t *)rbp_at;
+            f->rbpv[i] = rbp;
         }
         ip = *(const uintptr_t *)ra_at;
-        f->chk[nchk++] = (uw_check_t){(const uint64_t *)ra_at, ip};
+        f->ra_at[i] = (const uint64_t *)ra_at;
+        f->ra[i] = ip;
         sp = cfa;
         if (ip == 0) {
             end = SEEN_ZERO; /* the outermost frame says so */
             break;
         }
     }
-    f->first_chk[n] = (uint16_t)nchk;
     remember(s, f, frames, n, SEEN_MAX, end);
+    if (s->start == SEEN_MAX - n)
+        *folds = &s->fold[s->start];
     return (int)n;
 }
 #else
-static int cfi_walk(uint64_t *frames, uint32_t max)
+static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds)
 {
     (void)frames;
     (void)max;
+    *folds = NULL;
     return -1;
 }
 #endif
 
-const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count)
+const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold)
 {
     uint32_t want = max + 8 < MT_UNWIND_BUF ? max + 8 : MT_UNWIND_BUF;
     uint32_t n, skip = 0;
+    const uint64_t *folds = NULL;
     if (mt__config.unwind_fp)
         n = fp_walk(buf, want);
     else {
-        int r = mt__config.unwind_libunwind ? -1 : cfi_walk(buf, want);
+        int r = mt__config.unwind_libunwind ? -1 : cfi_walk(buf, want, &folds);
         if (r < 0)
             r = unw_backtrace((void **)buf, (int)want);
         n = r > 0 ? (uint32_t)r : 0;
@@ -658,6 +670,8 @@ const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count)
     while (skip < n && buf[skip] >= self_lo && buf[skip] < self_hi)
         skip++;
     n -= skip;
+    /* folds[i] covers the walk from frame i outwards: usable unless cut. */
+    *fold = folds && n <= max ? folds[skip] : 0;
     *count = n < max ? n : max;
     return buf + skip;
 }
