@@ -120,10 +120,8 @@ static size_t boot_size(const void *p)
 /* Finds the real functions once. Returns false while the calling thread is
  * itself inside the lookup (dlsym allocating): the caller then serves the
  * request from the bootstrap arena. */
-static bool resolve(void)
+static __attribute__((noinline)) bool resolve_slow(void)
 {
-    if (MT_LIKELY(atomic_load_explicit(&resolve_state, memory_order_acquire) == 2))
-        return true;
     if (mt__tls.busy == 3)
         return false;
     int expected = 0;
@@ -172,6 +170,14 @@ static bool resolve(void)
     while (atomic_load_explicit(&resolve_state, memory_order_acquire) != 2)
         sched_yield();
     return true;
+}
+
+/* resolve_slow with the check every call makes inlined. */
+static inline bool resolve(void)
+{
+    if (MT_LIKELY(atomic_load_explicit(&resolve_state, memory_order_acquire) == 2))
+        return true;
+    return resolve_slow();
 }
 
 __attribute__((constructor)) static void hooks_init(void)
