@@ -138,7 +138,7 @@ typedef struct uw_seen {
     uint32_t start;   /* SEEN_MAX: nothing remembered */
     uint32_t end;     /* SEEN_*: how the walk ended at position SEEN_MAX - 1 */
     uintptr_t lo, hi; /* the stack bounds its steps were checked against */
-    uint64_t ip[SEEN_MAX], sp[SEEN_MAX], rbp[SEEN_MAX];
+    uint64_t ip[SEEN_MAX], sp[SEEN_MAX + 1], rbp[SEEN_MAX]; /* sp[SEEN_MAX] = UINTPTR_MAX */
     uint64_t fold[SEEN_MAX + 1];      /* [SEEN_MAX] = MT_STACK_FOLD_SEED */
     uint16_t first_chk[SEEN_MAX + 1]; /* [SEEN_MAX] = CHK_MAX */
     uint8_t needs_rbp[SEEN_MAX]; /* the walk from this frame outwards depends on its rbp */
@@ -463,6 +463,7 @@ static void seen_forget(uw_seen_t *s)
     s->start = SEEN_MAX;
     s->first_chk[SEEN_MAX] = CHK_MAX;
     s->fold[SEEN_MAX] = MT_STACK_FOLD_SEED;
+    s->sp[SEEN_MAX] = UINTPTR_MAX; /* ends the search for a remembered frame */
 }
 
 static uw_cache_t *cache_get(mt_ring_t *r)
@@ -490,8 +491,9 @@ static uw_cache_t *cache_get(mt_ring_t *r)
  * words changed (from there outwards everything is unchanged). */
 static uint32_t seen_unchanged_from(const uw_seen_t *s, uint32_t p, uint32_t ok)
 {
-    const uw_check_t *lo = &s->chk[s->first_chk[p]];
-    for (const uw_check_t *c = &s->chk[s->first_chk[ok]]; c-- > lo;) {
+    const uw_check_t *lo = &s->chk[s->first_chk[p]], *c = &s->chk[s->first_chk[ok]];
+    while (c != lo) {
+        c--;
         if (MT_UNLIKELY(*c->at != c->val)) {
             uint32_t j = (uint32_t)(c - s->chk), q = p;
             while (s->first_chk[q + 1] <= j)
@@ -577,9 +579,9 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     uint32_t k = s->start; /* the innermost remembered frame not below sp */
     uint32_t ok = SEEN_MAX; /* remembered frames from here outwards are unchanged */
     for (;;) {
-        while (k < SEEN_MAX && s->sp[k] < sp)
+        while (s->sp[k] < sp)
             k++;
-        if (k < SEEN_MAX && s->sp[k] == sp && s->ip[k] == ip && (!s->needs_rbp[k] || s->rbp[k] == rbp)) {
+        if (s->sp[k] == sp && s->ip[k] == ip && (!s->needs_rbp[k] || s->rbp[k] == rbp)) {
             uint32_t from = k < ok ? seen_unchanged_from(s, k, ok) : k;
             /* A walk cut short at max frames is only known up to where it stopped. */
             if (from == k && (s->end != SEEN_TRUNC || n + (SEEN_MAX - k) >= max)) {
