@@ -543,8 +543,8 @@ static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, 
         s->end = end;
 }
 
-/* Walks the stack with cached rules from the frame of the caller of this
- * function. Returns the frame count, or -1 when libunwind must do it.
+/* Walks the stack with cached rules from the first frame outside the
+ * library. Returns the frame count, or -1 when libunwind must do it.
  *
  * A walk is a function of the state it starts from (return address, stack
  * pointer, rbp), the rules and the stack words it reads. So once this walk
@@ -569,6 +569,16 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     *folds = NULL;
     if (sp < lo || sp >= hi)
         return -1;
+    /* The library's own frames (built with frame pointers) are not
+     * recorded: step over them along the rbp chain, no rule needed. */
+    while (ip >= self_lo && ip < self_hi) {
+        if (rbp < sp || rbp + 16 > hi || (rbp & 7))
+            return -1;
+        const uintptr_t *own = (const uintptr_t *)rbp;
+        ip = own[1];
+        sp = rbp + 16;
+        rbp = own[0];
+    }
     uw_seen_t *s = &c->seen;
     uw_fresh_t *f = &c->fresh;
     if (MT_UNLIKELY(s->lo != lo || s->hi != hi)) {
@@ -664,7 +674,7 @@ const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_
     if (mt__config.unwind_fp)
         n = fp_walk(buf, want);
     else {
-        int r = mt__config.unwind_libunwind ? -1 : cfi_walk(buf, want, &folds);
+        int r = mt__config.unwind_libunwind ? -1 : cfi_walk(buf, max, &folds);
         if (r < 0)
             r = unw_backtrace((void **)buf, (int)want);
         n = r > 0 ? (uint32_t)r : 0;
