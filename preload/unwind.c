@@ -670,20 +670,25 @@ const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_
 {
     uint32_t want = max + 8 < MT_UNWIND_BUF ? max + 8 : MT_UNWIND_BUF;
     uint32_t n, skip = 0;
-    const uint64_t *folds = NULL;
+    const uint64_t *folds;
+    if (MT_LIKELY(!mt__config.unwind_fp && !mt__config.unwind_libunwind)) {
+        int r = cfi_walk(buf, max, &folds); /* only the frames it records */
+        if (MT_LIKELY(r >= 0)) {
+            *count = (uint32_t)r;
+            *fold = folds ? folds[0] : 0;
+            return buf;
+        }
+    }
     if (mt__config.unwind_fp)
         n = fp_walk(buf, want);
     else {
-        int r = mt__config.unwind_libunwind ? -1 : cfi_walk(buf, max, &folds);
-        if (r < 0)
-            r = unw_backtrace((void **)buf, (int)want);
+        int r = unw_backtrace((void **)buf, (int)want);
         n = r > 0 ? (uint32_t)r : 0;
     }
     while (skip < n && buf[skip] >= self_lo && buf[skip] < self_hi)
         skip++;
     n -= skip;
-    /* folds[i] covers the walk from frame i outwards: usable unless cut. */
-    *fold = folds && n <= max ? folds[skip] : 0;
     *count = n < max ? n : max;
+    *fold = 0;
     return buf + skip;
 }
