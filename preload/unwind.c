@@ -543,6 +543,44 @@ static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, 
         s->end = end;
 }
 
+/* Returns the cached rule for return address ip, computing it on a miss. */
+static inline const uw_rule_t *rule_for(uw_cache_t *c, uintptr_t ip)
+{
+    uw_rule_t *rule = &c->rules[(ip ^ (ip >> 13)) & (RULE_SLOTS - 1)];
+    if (MT_UNLIKELY(rule->ip != ip)) { /* ip is never 0: an empty slot never matches */
+        uw_rule_t fresh = {0};
+        compute_rule(ip, &fresh);
+        fresh.ip = ip;
+        *rule = fresh;
+    }
+    return rule;
+}
+
+/* Steps from the state (*ip, *sp, *rbp) over its frame with a RULE_STEP
+ * rule, to the caller's state. Sets *ra_at to where the return address was
+ * read, *rbp_at to where rbp was (NULL: left as it was). Returns 0, or -1
+ * when a load would leave the stack or the frame makes no sense. */
+static inline int step_over(const uw_rule_t *rule, uintptr_t hi, uintptr_t *ip, uintptr_t *sp, uintptr_t *rbp,
+                            uintptr_t *ra_at, uintptr_t *rbp_at)
+{
+    uintptr_t cfa = (rule->cfa_rbp ? *rbp : *sp) + (uintptr_t)(intptr_t)rule->cfa_off;
+    if (cfa <= *sp || cfa > hi || (cfa & 7))
+        return -1;
+    *ra_at = cfa + (uintptr_t)(intptr_t)rule->ra_off;
+    if (*ra_at < *sp)
+        return -1;
+    *rbp_at = 0;
+    if (rule->rbp_off) {
+        *rbp_at = cfa + (uintptr_t)(intptr_t)rule->rbp_off;
+        if (*rbp_at < *sp)
+            return -1;
+        *rbp = *(const uintptr_t *)*rbp_at;
+    }
+    *ip = *(const uintptr_t *)*ra_at;
+    *sp = cfa;
+    return 0;
+}
+
 /* Walks the stack with cached rules from the first frame outside the
  * library. Returns the frame count, or -1 when libunwind must do it.
  *
@@ -569,15 +607,12 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     *folds = NULL;
     if (sp < lo || sp >= hi)
         return -1;
-    /* The library's own frames (built with frame pointers) are not
-     * recorded: step over them along the rbp chain, no rule needed. */
+    uintptr_t ra_at, rbp_at;
+    /* The library's own frames are not recorded: stepped over, not remembered. */
     while (ip >= self_lo && ip < self_hi) {
-        if (rbp < sp || rbp + 16 > hi || (rbp & 7))
+        const uw_rule_t *rule = rule_for(c, ip);
+        if (rule->kind != RULE_STEP || step_over(rule, hi, &ip, &sp, &rbp, &ra_at, &rbp_at) != 0)
             return -1;
-        const uintptr_t *own = (const uintptr_t *)rbp;
-        ip = own[1];
-        sp = rbp + 16;
-        rbp = own[0];
     }
     uw_seen_t *s = &c->seen;
     uw_fresh_t *f = &c->fresh;
@@ -612,13 +647,7 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
         f->rbp[n] = rbp;
         uint32_t i = n;
         frames[n++] = ip;
-        uw_rule_t *rule = &c->rules[(ip ^ (ip >> 13)) & (RULE_SLOTS - 1)];
-        if (MT_UNLIKELY(rule->ip != ip)) { /* ip is never 0: an empty slot never matches */
-            uw_rule_t fresh = {0};
-            compute_rule(ip, &fresh);
-            fresh.ip = ip;
-            *rule = fresh;
-        }
+        const uw_rule_t *rule = rule_for(c, ip);
         if (rule->kind != RULE_STEP) {
             if (rule->kind != RULE_END)
                 return -1;
@@ -626,26 +655,13 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
             end = SEEN_END;
             break;
         }
-        uintptr_t cfa = (rule->cfa_rbp ? rbp : sp) + (uintptr_t)(intptr_t)rule->cfa_off;
-        if (cfa <= sp || cfa > hi || (cfa & 7))
-            return -1;
-        uintptr_t ra_at = cfa + (uintptr_t)(intptr_t)rule->ra_off;
-        if (ra_at < sp)
+        if (step_over(rule, hi, &ip, &sp, &rbp, &ra_at, &rbp_at) != 0)
             return -1;
         f->cfa_rbp[i] = rule->cfa_rbp;
-        f->rbp_at[i] = NULL;
-        if (rule->rbp_off) {
-            uintptr_t rbp_at = cfa + (uintptr_t)(intptr_t)rule->rbp_off;
-            if (rbp_at < sp)
-                return -1;
-            rbp = *(const uintptr_t *)rbp_at;
-            f->rbp_at[i] = (const uint64_t *)rbp_at;
-            f->rbpv[i] = rbp;
-        }
-        ip = *(const uintptr_t *)ra_at;
+        f->rbp_at[i] = (const uint64_t *)rbp_at;
+        f->rbpv[i] = rbp;
         f->ra_at[i] = (const uint64_t *)ra_at;
         f->ra[i] = ip;
-        sp = cfa;
         if (ip == 0) {
             end = SEEN_ZERO; /* the outermost frame says so */
             break;
