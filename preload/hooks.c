@@ -120,10 +120,8 @@ static size_t boot_size(const void *p)
 /* Finds the real functions once. Returns false while the calling thread is
  * itself inside the lookup (dlsym allocating): the caller then serves the
  * request from the bootstrap arena. */
-static bool resolve(void)
+static __attribute__((noinline)) bool resolve_slow(void)
 {
-    if (MT_LIKELY(atomic_load_explicit(&resolve_state, memory_order_acquire) == 2))
-        return true;
     if (mt__tls.busy == 3)
         return false;
     int expected = 0;
@@ -172,6 +170,14 @@ static bool resolve(void)
     while (atomic_load_explicit(&resolve_state, memory_order_acquire) != 2)
         sched_yield();
     return true;
+}
+
+/* resolve_slow with the check every call makes inlined. */
+static inline bool resolve(void)
+{
+    if (MT_LIKELY(atomic_load_explicit(&resolve_state, memory_order_acquire) == 2))
+        return true;
+    return resolve_slow();
 }
 
 /* Recording starts once: in this library's constructor, or earlier, at the
@@ -231,9 +237,11 @@ static inline __attribute__((always_inline)) void record_alloc(unsigned op, cons
     mt_ring_t *r = mt__ring_get();
     if (MT_UNLIKELY(!r))
         return;
-    uint64_t frames[MT_MAX_DEPTH];
-    uint32_t n = mt__unwind(frames, mt__config.depth);
-    uint32_t id = mt__ring_intern_stack(r, frames, n, atomic_load_explicit(&mt__epoch, memory_order_relaxed));
+    uint64_t buf[MT_UNWIND_BUF];
+    uint32_t n;
+    uint64_t fold;
+    const uint64_t *frames = mt__unwind(buf, mt__config.depth, &n, &fold);
+    uint32_t id = mt__ring_intern_folded(r, frames, n, atomic_load_explicit(&mt__epoch, memory_order_relaxed), fold);
     if (MT_UNLIKELY(id == UINT32_MAX)) {
         atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
         return;

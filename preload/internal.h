@@ -168,16 +168,41 @@ extern _Atomic(mt_ring_t *) mt__rings MT_HIDDEN;
 /* Returns the calling thread's ring, claiming a free one or mapping a new
  * one on first use; NULL when none can be had (the thread then records
  * nothing). */
-MT_HIDDEN mt_ring_t *mt__ring_get(void);
+MT_HIDDEN mt_ring_t *mt__ring_claim(void);
+
+/* mt__ring_claim with its fast path inlined: called on every event. */
+static inline mt_ring_t *mt__ring_get(void)
+{
+    mt_ring_t *r = mt__tls.ring;
+    return MT_LIKELY(r != NULL) ? r : mt__ring_claim();
+}
 
 /* Stores ev in r, waiting a bounded time for the writer when r is full;
  * counts the event as dropped when it still cannot be stored. */
 MT_HIDDEN void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev);
 
+/* A stack's hash starts from a fold of its frames, outermost first, so
+ * that an unwinder that remembers the fold of a walk's outer part can hand
+ * it over instead of having it recomputed. */
+#define MT_STACK_FOLD_SEED 0x9E3779B97F4A7C15ull
+
+static inline uint64_t mt__stack_fold(uint64_t h, uint64_t frame)
+{
+    h ^= frame;
+    h *= 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
 /* Returns the ring-local id of the stack, interning it on first sight, or
  * UINT32_MAX when the ring's stack table is full or out of memory. */
 MT_HIDDEN uint32_t mt__ring_intern_stack(mt_ring_t *r, const uint64_t *frames, uint32_t depth,
                                          uint64_t epoch);
+
+/* mt__ring_intern_stack given the fold (mt__stack_fold from
+ * MT_STACK_FOLD_SEED over frames[depth - 1] down to frames[0]); 0: unknown,
+ * computed here. */
+MT_HIDDEN uint32_t mt__ring_intern_folded(mt_ring_t *r, const uint64_t *frames, uint32_t depth,
+                                          uint64_t epoch, uint64_t fold);
 
 /* Returns the entry of ring-local stack id, published by the producer. */
 MT_HIDDEN const mt_stack_entry_t *mt__ring_stack(const mt_ring_t *r, uint32_t id);
@@ -231,10 +256,16 @@ MT_HIDDEN int mt__sample_init(void);
  * range, whose frames are never recorded. */
 MT_HIDDEN void mt__unwind_init(void);
 
-/* Stores up to max return addresses of the calling thread's stack in frames,
- * innermost first, starting at the caller of the allocation function.
- * Returns the count. */
-MT_HIDDEN uint32_t mt__unwind(uint64_t *frames, uint32_t max);
+/* The size of the buffer mt__unwind walks into. */
+#define MT_UNWIND_BUF (MT_MAX_DEPTH + 8)
+
+/* Walks the calling thread's stack into buf (MT_UNWIND_BUF entries) and
+ * returns where in buf its recorded part starts: up to max return
+ * addresses, innermost first, starting at the caller of the allocation
+ * function (the library's own frames are left out); their count goes to
+ * *count, their fold (see mt__stack_fold) to *fold when the walk knew it
+ * without extra work, else 0. */
+MT_HIDDEN const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold);
 
 /* Drops cached unwind information (after dlclose). */
 MT_HIDDEN void mt__unwind_flush(void);

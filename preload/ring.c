@@ -84,10 +84,10 @@ static mt_ring_t *ring_claim_free(void)
     return NULL;
 }
 
-mt_ring_t *mt__ring_get(void)
+mt_ring_t *mt__ring_claim(void)
 {
     mt_tls_t *t = &mt__tls;
-    if (MT_LIKELY(t->ring != NULL))
+    if (t->ring)
         return t->ring;
     if (t->claim_failed)
         return NULL;
@@ -173,15 +173,11 @@ drop:
     atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
 }
 
-static uint64_t hash_stack(const uint64_t *frames, uint32_t depth, uint64_t epoch)
+static uint64_t hash_stack(uint64_t fold, uint32_t depth, uint64_t epoch)
 {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ (epoch * 0xff51afd7ed558ccdull) ^ depth;
-    for (uint32_t i = 0; i < depth; i++) {
-        h ^= frames[i];
-        h *= 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    return h | 1;
+    uint64_t h = fold ^ (epoch * 0xff51afd7ed558ccdull) ^ depth;
+    h *= 0x9E3779B97F4A7C15ull;
+    return (h ^ (h >> 32)) | 1;
 }
 
 const mt_stack_entry_t *mt__ring_stack(const mt_ring_t *r, uint32_t id)
@@ -212,7 +208,18 @@ static int grow_table(mt_ring_t *r)
 
 uint32_t mt__ring_intern_stack(mt_ring_t *r, const uint64_t *frames, uint32_t depth, uint64_t epoch)
 {
-    uint64_t h = hash_stack(frames, depth, epoch);
+    return mt__ring_intern_folded(r, frames, depth, epoch, 0);
+}
+
+uint32_t mt__ring_intern_folded(mt_ring_t *r, const uint64_t *frames, uint32_t depth, uint64_t epoch,
+                                uint64_t fold)
+{
+    if (!fold) {
+        fold = MT_STACK_FOLD_SEED;
+        for (uint32_t i = depth; i-- > 0;)
+            fold = mt__stack_fold(fold, frames[i]);
+    }
+    uint64_t h = hash_stack(fold, depth, epoch);
     uint32_t i = (uint32_t)h & r->st_mask;
     uint32_t v;
     while ((v = r->st_slots[i]) != 0) {

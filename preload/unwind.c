@@ -7,8 +7,11 @@
  * return address and the caller's frame pointer were saved. A repeated
  * return address costs a table probe and two loads; only the first sight of
  * an address parses its FDE (found through _dl_find_object and the
- * .eh_frame_hdr search table). Every load is checked against the thread's
- * stack bounds, and whatever the walk cannot handle exactly (a signal frame,
+ * .eh_frame_hdr search table). Once a walk reaches a frame the previous walk
+ * passed through and the stack words that walk read from there outwards are
+ * unchanged, the rest is copied from it (see cfi_walk). Every load is
+ * checked against the thread's stack bounds, and whatever the walk cannot
+ * handle exactly (a signal frame,
  * a CFA expression, code without unwind information, a stack outside the
  * thread's known stack) falls back to libunwind's unw_backtrace for that
  * stack, so the recorded frames are the same either way. MEMTRACK_UNWIND=fp
@@ -112,9 +115,51 @@ typedef struct uw_rule {
 _Static_assert(sizeof(uw_rule_t) == 16, "a rule is 16 bytes");
 
 #define RULE_SLOTS 8192u /* per ring, direct-mapped: 128 KiB */
+#define SEEN_MAX (MT_MAX_DEPTH + 8) /* frames of a walk */
+#define CHK_MAX (2 * SEEN_MAX)       /* stack words it reads: a return address and maybe rbp per frame */
+
+/* How a walk ended at its outermost frame. */
+enum { SEEN_END = 0, SEEN_ZERO = 1, SEEN_TRUNC = 2 };
+
+/* A stack word a step read, and what it held. */
+typedef struct uw_check {
+    const uint64_t *at;
+    uint64_t val;
+} uw_check_t;
+
+/* The previous walk, anchored at the end of its arrays: the outermost frame
+ * is at position SEEN_MAX - 1, the innermost at start. A frame's state is
+ * its return address, the stack pointer and rbp there; the words read to
+ * step over the frames at positions p and outwards are chk[first_chk[p] ..
+ * CHK_MAX); fold[p] is the stack fold (mt__stack_fold) of ip[SEEN_MAX - 1]
+ * down to ip[p]. Frames are added and dropped only at the inner end, so
+ * the remembered outer part never moves. */
+typedef struct uw_seen {
+    uint32_t start;   /* SEEN_MAX: nothing remembered */
+    uint32_t end;     /* SEEN_*: how the walk ended at position SEEN_MAX - 1 */
+    uintptr_t lo, hi; /* the stack bounds its steps were checked against */
+    uint64_t ip[SEEN_MAX], sp[SEEN_MAX + 1], rbp[SEEN_MAX]; /* sp[SEEN_MAX] = UINTPTR_MAX */
+    uint64_t fold[SEEN_MAX + 1];      /* [SEEN_MAX] = MT_STACK_FOLD_SEED */
+    uint16_t first_chk[SEEN_MAX + 1]; /* [SEEN_MAX] = CHK_MAX */
+    uint8_t needs_rbp[SEEN_MAX]; /* the walk from this frame outwards depends on its rbp */
+    uw_check_t chk[CHK_MAX];
+} uw_seen_t;
+
+/* The frames the current walk stepped itself, innermost first (their
+ * return addresses are the walk's output), with the words each step read:
+ * ra_at NULL for a frame not stepped over, rbp_at NULL when the step left
+ * rbp as it was. */
+typedef struct uw_fresh {
+    uint64_t sp[SEEN_MAX], rbp[SEEN_MAX];
+    const uint64_t *ra_at[SEEN_MAX], *rbp_at[SEEN_MAX];
+    uint64_t ra[SEEN_MAX], rbpv[SEEN_MAX];
+    uint8_t cfa_rbp[SEEN_MAX];
+} uw_fresh_t;
 
 typedef struct uw_cache {
     uint32_t generation;
+    uw_seen_t seen;
+    uw_fresh_t fresh;
     uw_rule_t rules[RULE_SLOTS];
 } uw_cache_t;
 
@@ -413,6 +458,14 @@ static void compute_rule(uint64_t ip, uw_rule_t *out)
     out->kind = RULE_STEP;
 }
 
+static void seen_forget(uw_seen_t *s)
+{
+    s->start = SEEN_MAX;
+    s->first_chk[SEEN_MAX] = CHK_MAX;
+    s->fold[SEEN_MAX] = MT_STACK_FOLD_SEED;
+    s->sp[SEEN_MAX] = UINTPTR_MAX; /* ends the search for a remembered frame */
+}
+
 static uw_cache_t *cache_get(mt_ring_t *r)
 {
     uw_cache_t *c = r->uw_cache;
@@ -421,18 +474,125 @@ static uw_cache_t *cache_get(mt_ring_t *r)
         c = mt__os_map(sizeof *c); /* zeroed: every slot empty */
         if (!c)
             return NULL;
+        seen_forget(&c->seen);
         c->generation = gen;
         r->uw_cache = c;
     } else if (MT_UNLIKELY(c->generation != gen)) {
         memset(c->rules, 0, sizeof c->rules);
+        seen_forget(&c->seen); /* its steps followed rules that may be stale */
         c->generation = gen;
     }
     return c;
 }
 
-/* Walks the stack with cached rules from the frame of the caller of this
- * function. Returns the frame count, or -1 when libunwind must do it. */
-static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
+/* Checks the words read to step over the remembered frames at positions
+ * [p, ok), outermost first. Returns p when all still hold what they held;
+ * otherwise the position just outside the outermost frame one of whose
+ * words changed (from there outwards everything is unchanged). */
+static uint32_t seen_unchanged_from(const uw_seen_t *s, uint32_t p, uint32_t ok)
+{
+    const uw_check_t *lo = &s->chk[s->first_chk[p]], *c = &s->chk[s->first_chk[ok]];
+    while (c != lo) {
+        c--;
+        if (MT_UNLIKELY(*c->at != c->val)) {
+            uint32_t j = (uint32_t)(c - s->chk), q = p;
+            while (s->first_chk[q + 1] <= j)
+                q++;
+            return q + 1;
+        }
+    }
+    return p;
+}
+
+/* Makes this walk the remembered one: its n fresh frames (return addresses
+ * in frames), followed, when join < SEEN_MAX, by the remembered frames from
+ * position join outwards that it reused. A frame's walk outwards depends on
+ * its rbp when its CFA is based on rbp, or when its step leaves rbp as it
+ * is and the caller's walk depends on it; the rbp a step read is only
+ * checked later when the caller's walk depends on it. */
+static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, uint32_t n, uint32_t join,
+                     uint32_t end)
+{
+    if (n > join) {
+        seen_forget(s); /* deeper than can be remembered */
+        return;
+    }
+    uint32_t start = join - n, c = s->first_chk[join];
+    uint32_t needs = join < SEEN_MAX ? s->needs_rbp[join] : end == SEEN_TRUNC;
+    uint64_t fold = s->fold[join];
+    for (uint32_t i = n; i-- > 0;) {
+        uint32_t d = start + i;
+        if (f->ra_at[i]) {
+            if (f->rbp_at[i] && needs)
+                s->chk[--c] = (uw_check_t){f->rbp_at[i], f->rbpv[i]};
+            s->chk[--c] = (uw_check_t){f->ra_at[i], f->ra[i]};
+            needs = f->cfa_rbp[i] | (needs & !f->rbp_at[i]);
+        } else {
+            needs = 0; /* not stepped over: the rule says it is the outermost frame */
+        }
+        fold = mt__stack_fold(fold, frames[i]);
+        s->ip[d] = frames[i];
+        s->sp[d] = f->sp[i];
+        s->rbp[d] = f->rbp[i];
+        s->fold[d] = fold;
+        s->first_chk[d] = (uint16_t)c;
+        s->needs_rbp[d] = (uint8_t)needs;
+    }
+    s->start = start;
+    if (join == SEEN_MAX)
+        s->end = end;
+}
+
+/* Returns the cached rule for return address ip, computing it on a miss. */
+static inline const uw_rule_t *rule_for(uw_cache_t *c, uintptr_t ip)
+{
+    uw_rule_t *rule = &c->rules[(ip ^ (ip >> 13)) & (RULE_SLOTS - 1)];
+    if (MT_UNLIKELY(rule->ip != ip)) { /* ip is never 0: an empty slot never matches */
+        uw_rule_t fresh = {0};
+        compute_rule(ip, &fresh);
+        fresh.ip = ip;
+        *rule = fresh;
+    }
+    return rule;
+}
+
+/* Steps from the state (*ip, *sp, *rbp) over its frame with a RULE_STEP
+ * rule, to the caller's state. Sets *ra_at to where the return address was
+ * read, *rbp_at to where rbp was (NULL: left as it was). Returns 0, or -1
+ * when a load would leave the stack or the frame makes no sense. */
+static inline int step_over(const uw_rule_t *rule, uintptr_t hi, uintptr_t *ip, uintptr_t *sp, uintptr_t *rbp,
+                            uintptr_t *ra_at, uintptr_t *rbp_at)
+{
+    uintptr_t cfa = (rule->cfa_rbp ? *rbp : *sp) + (uintptr_t)(intptr_t)rule->cfa_off;
+    if (cfa <= *sp || cfa > hi || (cfa & 7))
+        return -1;
+    *ra_at = cfa + (uintptr_t)(intptr_t)rule->ra_off;
+    if (*ra_at < *sp)
+        return -1;
+    *rbp_at = 0;
+    if (rule->rbp_off) {
+        *rbp_at = cfa + (uintptr_t)(intptr_t)rule->rbp_off;
+        if (*rbp_at < *sp)
+            return -1;
+        *rbp = *(const uintptr_t *)*rbp_at;
+    }
+    *ip = *(const uintptr_t *)*ra_at;
+    *sp = cfa;
+    return 0;
+}
+
+/* Walks the stack with cached rules from the first frame outside the
+ * library. Returns the frame count, or -1 when libunwind must do it.
+ *
+ * A walk is a function of the state it starts from (return address, stack
+ * pointer, rbp), the rules and the stack words it reads. So once this walk
+ * reaches a state the previous walk passed through (rbp compared only when
+ * the rest of that walk depended on it), and every word the previous walk
+ * read from there outwards still holds what it held, the rest of the walk
+ * is the previous one's: it is copied instead of stepped. Programs with
+ * deep stacks (interpreters, recursions) mostly allocate with a changing
+ * inner and an unchanged outer part. */
+static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds)
 {
     mt_tls_t *t = &mt__tls;
     if (!t->ring || !t->stack_hi)
@@ -443,66 +603,108 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max)
     const uintptr_t lo = t->stack_lo, hi = t->stack_hi;
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t ip = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
-    uint32_t n = 0;
+    uint32_t n = 0, end;
+    *folds = NULL;
     if (sp < lo || sp >= hi)
         return -1;
-    while (n < max) {
-        frames[n++] = ip;
-        uw_rule_t *rule = &c->rules[(ip ^ (ip >> 13)) & (RULE_SLOTS - 1)];
-        if (MT_UNLIKELY(rule->ip != ip || rule->kind == RULE_EMPTY)) {
-            uw_rule_t fresh = {0};
-            compute_rule(ip, &fresh);
-            fresh.ip = ip;
-            *rule = fresh;
-        }
-        if (rule->kind != RULE_STEP)
-            return rule->kind == RULE_END ? (int)n : -1;
-        uintptr_t cfa = (rule->cfa_rbp ? rbp : sp) + (uintptr_t)(intptr_t)rule->cfa_off;
-        if (cfa <= sp || cfa > hi || (cfa & 7))
+    uintptr_t ra_at, rbp_at;
+    /* The library's own frames are not recorded: stepped over, not remembered. */
+    while (ip >= self_lo && ip < self_hi) {
+        const uw_rule_t *rule = rule_for(c, ip);
+        if (rule->kind != RULE_STEP || step_over(rule, hi, &ip, &sp, &rbp, &ra_at, &rbp_at) != 0)
             return -1;
-        uintptr_t ra_at = cfa + (uintptr_t)(intptr_t)rule->ra_off;
-        if (ra_at < sp)
-            return -1;
-        if (rule->rbp_off) {
-            uintptr_t rbp_at = cfa + (uintptr_t)(intptr_t)rule->rbp_off;
-            if (rbp_at < sp)
-                return -1;
-            rbp = *(const uintptr_t *)rbp_at;
-        }
-        ip = *(const uintptr_t *)ra_at;
-        sp = cfa;
-        if (ip == 0)
-            break; /* the outermost frame says so */
     }
+    uw_seen_t *s = &c->seen;
+    uw_fresh_t *f = &c->fresh;
+    if (MT_UNLIKELY(s->lo != lo || s->hi != hi)) {
+        seen_forget(s);
+        s->lo = lo;
+        s->hi = hi;
+    }
+    uint32_t k = s->start; /* the innermost remembered frame not below sp */
+    uint32_t ok = SEEN_MAX; /* remembered frames from here outwards are unchanged */
+    for (;;) {
+        while (s->sp[k] < sp)
+            k++;
+        if (s->sp[k] == sp && s->ip[k] == ip && (!s->needs_rbp[k] || s->rbp[k] == rbp)) {
+            uint32_t from = k < ok ? seen_unchanged_from(s, k, ok) : k;
+            /* A walk cut short at max frames is only known up to where it stopped. */
+            if (from == k && (s->end != SEEN_TRUNC || n + (SEEN_MAX - k) >= max)) {
+                uint32_t m = SEEN_MAX - k < max - n ? SEEN_MAX - k : max - n;
+                memcpy(frames + n, &s->ip[k], m * sizeof *frames);
+                remember(s, f, frames, n, k, 0);
+                if (m == SEEN_MAX - k && s->start == k - n)
+                    *folds = &s->fold[s->start];
+                return (int)(n + m);
+            }
+            ok = k = from;
+        }
+        if (n == max) {
+            end = SEEN_TRUNC;
+            break;
+        }
+        f->sp[n] = sp;
+        f->rbp[n] = rbp;
+        uint32_t i = n;
+        frames[n++] = ip;
+        const uw_rule_t *rule = rule_for(c, ip);
+        if (rule->kind != RULE_STEP) {
+            if (rule->kind != RULE_END)
+                return -1;
+            f->ra_at[i] = NULL;
+            end = SEEN_END;
+            break;
+        }
+        if (step_over(rule, hi, &ip, &sp, &rbp, &ra_at, &rbp_at) != 0)
+            return -1;
+        f->cfa_rbp[i] = rule->cfa_rbp;
+        f->rbp_at[i] = (const uint64_t *)rbp_at;
+        f->rbpv[i] = rbp;
+        f->ra_at[i] = (const uint64_t *)ra_at;
+        f->ra[i] = ip;
+        if (ip == 0) {
+            end = SEEN_ZERO; /* the outermost frame says so */
+            break;
+        }
+    }
+    remember(s, f, frames, n, SEEN_MAX, end);
+    if (s->start == SEEN_MAX - n)
+        *folds = &s->fold[s->start];
     return (int)n;
 }
 #else
-static int cfi_walk(uint64_t *frames, uint32_t max)
+static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds)
 {
     (void)frames;
     (void)max;
+    *folds = NULL;
     return -1;
 }
 #endif
 
-uint32_t mt__unwind(uint64_t *frames, uint32_t max)
+const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold)
 {
-    uint64_t buf[MT_MAX_DEPTH + 8];
-    uint32_t want = max + 8 < MT_MAX_DEPTH + 8 ? max + 8 : MT_MAX_DEPTH + 8;
+    uint32_t want = max + 8 < MT_UNWIND_BUF ? max + 8 : MT_UNWIND_BUF;
     uint32_t n, skip = 0;
+    const uint64_t *folds;
+    if (MT_LIKELY(!mt__config.unwind_fp && !mt__config.unwind_libunwind)) {
+        int r = cfi_walk(buf, max, &folds); /* only the frames it records */
+        if (MT_LIKELY(r >= 0)) {
+            *count = (uint32_t)r;
+            *fold = folds ? folds[0] : 0;
+            return buf;
+        }
+    }
     if (mt__config.unwind_fp)
         n = fp_walk(buf, want);
     else {
-        int r = mt__config.unwind_libunwind ? -1 : cfi_walk(buf, want);
-        if (r < 0)
-            r = unw_backtrace((void **)buf, (int)want);
+        int r = unw_backtrace((void **)buf, (int)want);
         n = r > 0 ? (uint32_t)r : 0;
     }
     while (skip < n && buf[skip] >= self_lo && buf[skip] < self_hi)
         skip++;
     n -= skip;
-    if (n > max)
-        n = max;
-    memcpy(frames, buf + skip, n * sizeof *frames);
-    return n;
+    *count = n < max ? n : max;
+    *fold = 0;
+    return buf + skip;
 }

@@ -6,7 +6,8 @@
  * libunwind, and check that both produced exactly the same set of stacks,
  * each frame written as module name + offset from the module's load bias (so
  * that address-space randomization does not matter): deep recursions, C++
- * new, a dlopen'ed and dlclosed plugin, many threads.
+ * new, a dlopen'ed and dlclosed plugin, many threads, and stacks whose
+ * outer part the unwinder takes over from its previous walk.
  */
 #include <criterion/criterion.h>
 
@@ -120,4 +121,12 @@ Test(unwind, every_c_entry_point_has_the_same_stacks_as_with_libunwind, .timeout
 Test(unwind, many_threads_have_the_same_stacks_as_with_libunwind, .timeout = 30)
 {
     expect_same_stacks("thread_churn");
+}
+
+/* Deep recursions with changing inner frames, entered from two call sites
+ * and deeper than the recorded depth: the walks that reuse the previous
+ * walk's outer frames give exactly libunwind's stacks. */
+Test(unwind, reused_outer_frames_give_the_same_stacks_as_with_libunwind, .timeout = 30)
+{
+    expect_same_stacks("reuse_stack");
 }
