@@ -776,6 +776,35 @@ static uint64_t with_headroom(uint64_t v, uint64_t ppm)
     return r > ((unsigned __int128)1 << 63) ? (UINT64_C(1) << 63) : (uint64_t)r;
 }
 
+/* Writes a size limit the way people write budgets, "12MiB" or "640KiB",
+ * when it is at least 10 units and whole (the caller rounded it up).
+ * Returns false when the plain number reads better. */
+static bool readable_size(uint64_t v, char *buf, size_t cap)
+{
+    static const char *const units[] = {"GiB", "MiB", "KiB"};
+    for (int i = 0; i < 3; i++) {
+        uint64_t unit = UINT64_C(1) << (10 * (3 - i));
+        if (v >= 10 * unit && v % unit == 0) {
+            snprintf(buf, cap, "%" PRIu64 "%s", v / unit, units[i]);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Rounds a size limit up to whole MiB from 10 MiB, to whole KiB from 10
+ * KiB, so that the file reads like one written by hand; a little more
+ * headroom, never less. */
+static uint64_t round_size_up(uint64_t v)
+{
+    for (int shift = 20; shift >= 10; shift -= 10) {
+        uint64_t unit = UINT64_C(1) << shift;
+        if (v >= 10 * unit && v <= (UINT64_C(1) << 62))
+            return (v + unit - 1) / unit * unit;
+    }
+    return v;
+}
+
 static cJSON *budget_json(const mt_budget_t *b, const uint64_t *limits)
 {
     cJSON *o = cJSON_CreateObject();
@@ -785,8 +814,14 @@ static cJSON *budget_json(const mt_budget_t *b, const uint64_t *limits)
     for (size_t i = 0; ok && i < sizeof keys / sizeof keys[0]; i++)
         if (vals[i])
             ok = cJSON_AddStringToObject(o, keys[i], vals[i]) != NULL;
-    for (size_t i = 0; ok && i < b->nlimits; i++)
-        ok = mt__json_u64(o, mt__budget_metric_name(b->limits[i].metric), limits[i]);
+    for (size_t i = 0; ok && i < b->nlimits; i++) {
+        const char *key = mt__budget_metric_name(b->limits[i].metric);
+        char size[32];
+        if (mt__budget_metric_is_size(b->limits[i].metric) && readable_size(limits[i], size, sizeof size))
+            ok = cJSON_AddStringToObject(o, key, size) != NULL;
+        else
+            ok = mt__json_u64(o, key, limits[i]);
+    }
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -813,8 +848,11 @@ static int write_update(check_t *ck)
                 if (b->limits[li].metric == r->metric && r->measured > limits[li])
                     limits[li] = r->measured;
         }
-        for (size_t li = 0; li < b->nlimits; li++)
+        for (size_t li = 0; li < b->nlimits; li++) {
             limits[li] = with_headroom(limits[li], ck->opt->headroom_ppm);
+            if (mt__budget_metric_is_size(b->limits[li].metric))
+                limits[li] = round_size_up(limits[li]);
+        }
         cJSON *o = budget_json(b, limits);
         ok = o && cJSON_AddItemToArray(arr, o);
     }
