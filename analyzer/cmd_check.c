@@ -89,7 +89,7 @@ static int bad_usage(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'memtrack check --help' for the options.\n");
+    fprintf(stderr, " (try 'memtrack check --help')\n");
     return MT_EXIT_BAD_INPUT;
 }
 

@@ -127,7 +127,7 @@ static int bad_usage(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'memtrack report --help' for the options.\n");
+    fprintf(stderr, " (try 'memtrack report --help')\n");
     return MT_EXIT_BAD_INPUT;
 }
 

@@ -811,6 +811,7 @@ Test(report, bad_options_exit_2_with_a_usage_hint)
     char *err;
     cr_expect_eq(run_report((const char *[]){"--bogus", "x.mtrace", NULL}, &err, NULL), 2);
     cr_expect(strstr(err, "--bogus") && strstr(err, "--help"), "%s", err);
+    cr_expect(strchr(err, '\n') == err + strlen(err) - 1, "not one line: %s", err);
     free(err);
     cr_expect_eq(run_report((const char *[]){"--top", "lots", "x.mtrace", NULL}, &err, NULL), 2);
     cr_expect(strstr(err, "lots"), "%s", err);
