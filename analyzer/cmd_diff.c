@@ -32,6 +32,7 @@
 
 typedef struct options {
     bool json;
+    const char *output; /* -o FILE */
     size_t top; /* 0: all */
     const char *from, *to;
     mt_patterns_t wrappers;
@@ -77,6 +78,7 @@ static void usage(FILE *f)
             "  --to POINT      the same (a label: its last snapshot); default: last (one\n"
             "                  trace), end (two traces: in NEW)\n"
             "  --json          write JSON (docs/json-schema.md) instead of text\n"
+            "  -o, --output FILE  write to FILE instead of standard output\n"
             "  --top N         rows listed (default %d; 0: every row that changed)\n"
             "  -h, --help      print this help\n"
             "\n"
@@ -100,7 +102,8 @@ static int bad_usage(const char *fmt, ...)
 enum { OPT_JSON = 256, OPT_TOP, OPT_FROM, OPT_TO };
 
 static const struct option long_options[] = {
-    {"json", no_argument, NULL, OPT_JSON},   {"top", required_argument, NULL, OPT_TOP},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"output", required_argument, NULL, 'o'},   {"top", required_argument, NULL, OPT_TOP},
     {"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
     {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 };
@@ -112,9 +115,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
     uint64_t v;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:h", long_options, NULL)) != -1) {
         switch (c) {
         case OPT_JSON: opt->json = true; break;
+        case 'o': opt->output = optarg; break;
         case OPT_TOP:
             if (!mt__parse_u64(optarg, SIZE_MAX / 4, &v))
                 return bad_usage("--top wants a number, not '%s'", optarg);
@@ -134,6 +138,8 @@ static int parse_options(int argc, char **argv, options_t *opt)
         fprintf(stderr, "memtrack: out of memory\n");
         return MT_EXIT_BAD_INPUT;
     }
+    if (opt->output && mt__redirect_stdout(opt->output) < 0)
+        return MT_EXIT_BAD_INPUT;
     return -1;
 }
 

@@ -28,6 +28,7 @@
 
 typedef struct options {
     bool json;
+    const char *output; /* -o FILE */
     bool default_suppressions;
     size_t top; /* 0: all */
     mt_leak_options_t leak;
@@ -55,6 +56,7 @@ static void usage(FILE *f)
             "memory inside each batch are not candidates.\n"
             "\n"
             "  --json                  write JSON (docs/json-schema.md) instead of text\n"
+            "  -o, --output FILE       write to FILE instead of standard output\n"
             "  --top N                 sites per list (default %d; 0: all)\n"
             "  --warmup N              ignore the first N snapshots (default %zu)\n"
             "  --min-growth BYTES      a candidate grew at least this much (default %" PRIu64 ")\n"
@@ -101,6 +103,7 @@ enum {
 
 static const struct option long_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
+    {"output", required_argument, NULL, 'o'},
     {"top", required_argument, NULL, OPT_TOP},
     {"warmup", required_argument, NULL, OPT_WARMUP},
     {"min-growth", required_argument, NULL, OPT_MIN_GROWTH},
@@ -123,9 +126,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
     int li = 0;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", long_options, &li)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:h", long_options, &li)) != -1) {
         switch (c) {
         case OPT_JSON: opt->json = true; break;
+        case 'o': opt->output = optarg; break;
         case OPT_TOP:
         case OPT_WARMUP:
         case OPT_MIN_INTERVALS:
@@ -178,6 +182,8 @@ static int parse_options(int argc, char **argv, options_t *opt)
         fprintf(stderr, "memtrack: out of memory\n");
         return MT_EXIT_BAD_INPUT;
     }
+    if (opt->output && mt__redirect_stdout(opt->output) < 0)
+        return MT_EXIT_BAD_INPUT;
     return -1;
 }
 

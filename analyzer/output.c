@@ -203,3 +203,15 @@ void mt__print_estimate_note(FILE *out, const char *path, const mt_trace_t *t)
         fprintf(out, "  note: %s is sampled (about one allocation per %" PRIu64 " bytes): the numbers are estimates\n",
                 path, mt__trace_info(t)->sample_bytes);
 }
+
+/* Sends stdout to a file; see output.h. */
+int mt__redirect_stdout(const char *path)
+{
+    fflush(stdout);
+    if (!freopen(path, "w", stdout)) {
+        int rc = -errno;
+        fprintf(stderr, "memtrack: %s: cannot write: %s\n", path, strerror(errno));
+        return rc;
+    }
+    return 0;
+}

@@ -51,6 +51,10 @@ bool mt__json_stack_id(cJSON *obj, uint32_t stack, bool unknown);
 /* Prints doc (then deletes it; NULL allowed) on stdout. Returns 0 or -ENOMEM. */
 int mt__json_print(cJSON *doc);
 
+/* Sends standard output to path (-o FILE). Returns 0, or prints one
+ * error line naming path and returns -errno. */
+int mt__redirect_stdout(const char *path);
+
 /* Flushes stdout. Returns 0, or prints one error line and returns -EIO. */
 int mt__stdout_flush(void);
 

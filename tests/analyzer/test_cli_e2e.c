@@ -489,3 +489,32 @@ Test(report_e2e, a_suppressions_file_takes_a_leak_out_of_leaks_and_the_flame_gra
     mt_e2e_run_free(&r);
     mt_e2e_run_free(&run);
 }
+
+Test(report_e2e, leaks_and_diff_write_to_the_file_of_o_and_refuse_an_unwritable_one, .timeout = 60)
+{
+    mt_e2e_opts_t o = {.capture_stdout = true};
+    mt_e2e_run_t run;
+    cr_assert_eq(mt_e2e_run_target(&run, &o, "batch_patterns", "6", NULL), 0);
+    cr_assert_eq(run.ntraces, 1);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/leaks.json", run.dir);
+    const char *leaks[] = {"leaks", "--json", "-o", path, run.traces[0], NULL};
+    mt_e2e_run_t r;
+    run_memtrack(&r, run.dir, leaks);
+    cr_expect_eq(r.exit_code, 0);
+    char *out = read_or_fail(r.stdout_path);
+    cr_expect_str_eq(out, "", "-o still printed on stdout");
+    free(out);
+    mt_e2e_run_free(&r);
+    char *text = read_or_fail(path);
+    cJSON *doc = cJSON_Parse(text);
+    cr_expect(doc && cJSON_GetObjectItemCaseSensitive(doc, "candidates"), "not the leaks JSON: %s", text);
+    cJSON_Delete(doc);
+    free(text);
+    const char *diff[] = {"diff", "-o", "/nonexistent/dir/diff.txt", run.traces[0], NULL};
+    run_memtrack(&r, run.dir, diff);
+    cr_expect_eq(r.exit_code, 2);
+    cr_expect_eq(mt_e2e_count_lines(r.stderr_path), 1);
+    mt_e2e_run_free(&r);
+    mt_e2e_run_free(&run);
+}
