@@ -1041,7 +1041,7 @@ static int run_trace(trace_ctx_t *tc, bstate_t *bs, size_t nbs, char *err, size_
     mt_event_t ev;
     mt__trace_rewind(tc->t);
     while ((rc = mt__trace_next(tc->t, &ev)) > 0) {
-        const mt_block_t *old = ev.ptr && ev.op != MT_EV_MARKER ? mt__replay_block(r, ev.ptr) : NULL;
+        const mt_block_t *old = ev.ptr && ev.op != MT_EV_MARKER ? mt__replay_block(r, mt_event_ends(&ev)) : NULL;
         mt_block_t prior = old ? *old : (mt_block_t){0};
         uint64_t temps_before = 0;
         if (old && mt_op_frees(ev.op))

@@ -133,9 +133,16 @@ static void print_record(const mt_record_t *r)
 
 static void print_event(const mt_event_t *ev)
 {
-    printf("  seq=%" PRIu64 " %s ptr=0x%" PRIx64, ev->seq, mt__op_name(ev->op), ev->ptr);
+    printf("  seq=%" PRIu64 " %s", ev->seq, mt__op_name(ev->op));
+    /* Version 4 names blocks by the seq of their allocation. */
+    if (ev->ptr >> 63 && !(mt_op_allocates(ev->op)))
+        printf(" block=%" PRIu64, (uint64_t)(ev->ptr & ~(UINT64_C(1) << 63)));
+    else if (!(ev->ptr >> 63))
+        printf(" ptr=0x%" PRIx64, ev->ptr);
     if (mt_op_allocates(ev->op))
         printf(" size=%" PRIu64 " stack=%" PRIu32, ev->size, ev->stack);
+    if (ev->replaces)
+        printf(" replaces=%" PRIu64, (uint64_t)(ev->replaces & ~(UINT64_C(1) << 63)));
     putchar('\n');
 }
 

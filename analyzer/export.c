@@ -278,7 +278,7 @@ static int replay_all(mt_export_t *x, const mt_export_options_t *opt)
     mt__trace_rewind(x->trace);
     while ((rc = mt__trace_next(x->trace, &ev)) > 0) {
         if (x->nbuckets && ev.op != MT_EV_MARKER && (mt_op_allocates(ev.op) || mt_op_frees(ev.op))) {
-            const mt_block_t *b = mt__replay_block(x->replay, ev.ptr);
+            const mt_block_t *b = mt__replay_block(x->replay, mt_event_ends(&ev));
             if (b && (rc = range_add(x, b, mt__export_bucket(x, ev.seq))) < 0)
                 return rc;
         }

@@ -57,7 +57,21 @@ typedef struct mt_event {
     uint32_t tid;
     uint32_t label; /* label id, for markers */
     uint8_t op;     /* mt_op_t, or MT_EV_MARKER */
+    uint64_t replaces; /* an allocation: the key of a block whose free was lost, or 0 */
 } mt_event_t;
+
+/* Blocks are keyed by their address (traces before version 4, and blocks a
+ * version 4 trace names by address) or by their allocation's seq with the
+ * top bit set (no address has it). */
+#define MT_BLOCK_KEY(seq) ((seq) | (1ull << 63))
+
+/* The key of the block an event may end: a free's own, and for an
+ * allocation, the block it finds still live (its free lost): the one a
+ * version 4 trace names, or one at the same address. */
+static inline uint64_t mt_event_ends(const mt_event_t *ev)
+{
+    return mt_op_allocates(ev->op) && ev->replaces ? ev->replaces : ev->ptr;
+}
 
 /* A snapshot marker, as loaded in the first pass. */
 typedef struct mt_marker {

@@ -314,6 +314,17 @@ static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
     thread_t *th = thread_get(r, ev->tid);
     if (!s || !th)
         return -ENOMEM;
+    if (ev->replaces) {
+        /* The writer saw this address live again (version 4): the free of
+         * the block it held was lost. */
+        size_t j = block_slot(r, ev->replaces);
+        if (r->blocks[j].ptr) {
+            unlive(r, &r->blocks[j]);
+            r->totals.missed_frees++;
+            r->totals.missed_free_bytes += r->blocks[j].size;
+            block_remove(r, j);
+        }
+    }
     size_t i = block_slot(r, ev->ptr);
     if (r->blocks[i].ptr) {
         /* The address is live again: its free was lost (dropped events). */

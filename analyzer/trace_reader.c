@@ -511,12 +511,14 @@ typedef struct chunk_dec {
     uint64_t base_off;
     uint64_t remaining;     /* events still to decode */
     uint64_t seq, ptr;      /* the previous event's, for the deltas */
+    uint64_t ref;           /* version 4: the previous block reference */
+    bool refs;              /* version 4: blocks named by allocation seq */
 } chunk_dec_t;
 
 static const uint8_t no_bytes[1];
 
 static void dec_start(chunk_dec_t *d, const uint8_t *events, uint32_t len, uint64_t off,
-                      uint64_t count, uint64_t first_seq)
+                      uint64_t count, uint64_t first_seq, uint32_t version)
 {
     d->base = d->p = len ? events : no_bytes;
     d->end = d->p + len;
@@ -524,6 +526,8 @@ static void dec_start(chunk_dec_t *d, const uint8_t *events, uint32_t len, uint6
     d->remaining = count;
     d->seq = first_seq;
     d->ptr = 0;
+    d->ref = first_seq;
+    d->refs = version >= MT_TRACE_VERSION_REFS;
 }
 
 static uint64_t dec_offset(const chunk_dec_t *d)
@@ -536,8 +540,9 @@ static uint64_t dec_offset(const chunk_dec_t *d)
 static const uint64_t known_ops = 0 MT_OP_MAP(OP_BIT);
 #undef OP_BIT
 
-/* The longest event: the op byte and four varints. */
-#define EVENT_MAX (1 + 4 * MT_VARINT_MAX)
+/* The longest event: the op byte and five varints (version 4's allocation
+ * named by its address). */
+#define EVENT_MAX (1 + 5 * MT_VARINT_MAX)
 
 /* Reads a varint at *p when MT_VARINT_MAX bytes are known to follow, so
  * that no byte needs a bounds check. Returns false, leaving *p alone, for
@@ -604,13 +609,49 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
     allocates = mt_op_allocates(op);
     if (!(flags & MT_EV_SEQ1) && !fast_varint(&p, &delta))
         return NULL;
+    if (delta > UINT64_MAX - d->seq)
+        return NULL;
+    if (d->refs) {
+        uint64_t seq = d->seq + delta, key, x, replaces = 0;
+        if (allocates) {
+            if (!fast_varint(&p, &size) || !fast_varint(&p, &stack) || stack > UINT32_MAX)
+                return NULL;
+            key = MT_BLOCK_KEY(seq);
+            if (flags & MT_EV_MORE) {
+                if (!fast_varint(&p, &x))
+                    return NULL;
+                if (x == 0) {
+                    if (!fast_varint(&p, &key) || key >> 63)
+                        return NULL;
+                } else if (x >= seq) {
+                    return NULL;
+                } else {
+                    replaces = MT_BLOCK_KEY(seq - x);
+                }
+            }
+        } else {
+            if (!fast_varint(&p, &x))
+                return NULL;
+            if (flags & MT_EV_MORE) {
+                uint64_t ref = d->ref + (uint64_t)mt_unzigzag(x);
+                if (ref == 0 || ref >= seq)
+                    return NULL;
+                key = MT_BLOCK_KEY(ref);
+            } else if (x >> 63) {
+                return NULL;
+            } else {
+                key = x;
+            }
+        }
+        *ev = (mt_event_t){.seq = seq, .ptr = key, .size = size, .stack = (uint32_t)stack,
+                           .op = (uint8_t)op, .replaces = replaces};
+        return p;
+    }
     if (allocates && !fast_varint(&p, &size))
         return NULL;
     if (!fast_varint(&p, &zptr))
         return NULL;
     if (allocates && (!fast_varint(&p, &stack) || stack > UINT32_MAX))
-        return NULL;
-    if (delta > UINT64_MAX - d->seq)
         return NULL;
     *ev = (mt_event_t){
         .seq = d->seq + delta,
@@ -629,6 +670,100 @@ static inline void dec_commit(chunk_dec_t *d, const mt_event_t *ev, const uint8_
     d->seq = ev->seq;
     d->ptr = ev->ptr;
     d->remaining--;
+    /* Version 4: a free that named its block moves the reference on. */
+    if (d->refs && mt_op_frees(ev->op) && ev->ptr >> 63)
+        d->ref = ev->ptr & ~(1ull << 63);
+}
+
+/* A version 4 event: decode_fast's job for traces that name blocks by
+ * their allocation's seq (include/mt_trace.h). Moves d past it and returns
+ * 0, or says what is wrong and where. */
+static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
+{
+    uint64_t off = dec_offset(d), delta = 1, size = 0, stack = 0, x = 0, ptr = 0, key, replaces = 0;
+    const uint8_t *q;
+    unsigned op, flags;
+    const char *what;
+
+    /* decode_event checked that an event with a known op is there. */
+    flags = *d->p & ~MT_EV_OP_MASK;
+    op = *d->p & MT_EV_OP_MASK;
+    q = ++d->p;
+    what = "seq delta";
+    if (!(flags & MT_EV_SEQ1) && mt_get_varint(&d->p, d->end, &delta))
+        goto bad_varint;
+    if (delta > UINT64_MAX - d->seq)
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", off,
+                      mt__op_name(op));
+    uint64_t seq = d->seq + delta;
+    if (mt_op_allocates(op)) {
+        q = d->p;
+        what = "size";
+        if (mt_get_varint(&d->p, d->end, &size))
+            goto bad_varint;
+        q = d->p;
+        what = "stack id";
+        if (mt_get_varint(&d->p, d->end, &stack))
+            goto bad_varint;
+        if (stack > UINT32_MAX)
+            return errorf(err, path, -EINVAL,
+                          "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range",
+                          off, mt__op_name(op), stack);
+        key = MT_BLOCK_KEY(seq);
+        if (flags & MT_EV_MORE) {
+            q = d->p;
+            what = "block reference";
+            if (mt_get_varint(&d->p, d->end, &x))
+                goto bad_varint;
+            if (x == 0) {
+                q = d->p;
+                what = "pointer";
+                if (mt_get_varint(&d->p, d->end, &ptr))
+                    goto bad_varint;
+                if (ptr >> 63)
+                    return errorf(err, path, -EINVAL,
+                                  "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
+                                  off, mt__op_name(op), ptr);
+                key = ptr;
+            } else if (x >= seq) {
+                return errorf(err, path, -EINVAL,
+                              "offset %" PRIu64 ": %s event: it replaces a block allocated %" PRIu64
+                              " events before seq %" PRIu64 ", before the trace began",
+                              off, mt__op_name(op), x, seq);
+            } else {
+                replaces = MT_BLOCK_KEY(seq - x);
+            }
+        }
+    } else {
+        q = d->p;
+        what = flags & MT_EV_MORE ? "block reference" : "pointer";
+        if (mt_get_varint(&d->p, d->end, &x))
+            goto bad_varint;
+        if (flags & MT_EV_MORE) {
+            uint64_t ref = d->ref + (uint64_t)mt_unzigzag(x);
+            if (ref == 0 || ref >= seq)
+                return errorf(err, path, -EINVAL,
+                              "offset %" PRIu64 ": %s event at seq %" PRIu64
+                              " frees the block allocated at seq %" PRIu64 ", which is not before it",
+                              off, mt__op_name(op), seq, ref);
+            d->ref = ref;
+            key = MT_BLOCK_KEY(ref);
+        } else if (x >> 63) {
+            return errorf(err, path, -EINVAL,
+                          "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
+                          off, mt__op_name(op), x);
+        } else {
+            key = x;
+        }
+    }
+    d->seq = seq;
+    d->remaining--;
+    *ev = (mt_event_t){.seq = seq, .ptr = key, .size = size, .stack = (uint32_t)stack,
+                       .op = (uint8_t)op, .replaces = replaces};
+    return 0;
+bad_varint:
+    return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: %s %s", off, mt__op_name(op), what,
+                  varint_fault(q, d->end));
 }
 
 /* Decodes the next event of a chunk into ev (op, seq, ptr, size, stack as
@@ -650,9 +785,12 @@ static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *p
                       " of its events missing (fewer events than its count)",
                       off, d->remaining);
     flags = *d->p & ~MT_EV_OP_MASK;
-    op = *d->p++ & MT_EV_OP_MASK;
+    op = *d->p & MT_EV_OP_MASK;
     if (!op_known(op))
         return errorf(err, path, -EINVAL, "offset %" PRIu64 ": unknown event op %u", off, op);
+    if (d->refs)
+        return decode_refs(d, ev, err, path);
+    d->p++;
     q = d->p;
     delta = 1;
     if (!(flags & MT_EV_SEQ1) && mt_get_varint(&d->p, d->end, &delta))
@@ -1255,7 +1393,7 @@ int mt__record_event(mt_record_iter_t *it, mt_event_t *ev)
     if (!it->chunk_loaded) {
         if ((r = window(it, it->events_off, it->events_len, &p)))
             goto fail;
-        dec_start(&it->dec, p, it->events_len, it->events_off, it->count, it->first_seq);
+        dec_start(&it->dec, p, it->events_len, it->events_off, it->count, it->first_seq, it->info.version);
         it->chunk_loaded = true;
     }
     if (it->dec.remaining == 0) {
@@ -1918,7 +2056,7 @@ static int cursor_load(mt_trace_t *t, cursor_t *c, const chunk_t *ch)
     }
     if ((r = read_at(t, c->buf, ch->events_len, ch->events_off)))
         return r;
-    dec_start(&c->dec, c->buf, ch->events_len, ch->events_off, ch->count, ch->first_seq);
+    dec_start(&c->dec, c->buf, ch->events_len, ch->events_off, ch->count, ch->first_seq, t->info.version);
     c->tid = ch->tid;
     c->rec_off = ch->rec_off;
     c->count = ch->count;

@@ -44,6 +44,25 @@
  * Version 2 added the two flag bits of the event's op byte; a version 1
  * trace never sets them, so it reads the same.
  *
+ * Version 4 writes no pointers where it can name blocks instead. The writer
+ * thread matches every free to its allocation (in global seq order), so an
+ * event refers to a block by its allocation's seq, which is unique in the
+ * trace, and a repeating program writes repeating bytes that compress well:
+ *
+ *   allocating op  u8:op|flags [v:seq_delta] v:size v:stack_id, then under
+ *                  MT_EV_MORE v:x: x > 0, the block at this address
+ *                  allocated at seq - x was still live (its free was lost);
+ *                  x = 0, v:ptr follows: a block named by its address
+ *                  (the writer could not remember it), freed by address
+ *   freeing op     u8:op|flags [v:seq_delta] then under MT_EV_MORE
+ *                  z:ref_delta, the block allocated at seq ref, against the
+ *                  previous ref of the chunk (the first against first_seq);
+ *                  else v:ptr, a block the trace never saw allocated
+ *                  (allocated before recording started, or in the parent
+ *                  of a fork child) or named by its address
+ *
+ * Versions 1 to 3 are read as they were.
+ *
  * Compression (version 3, header flag MT_TRACE_F_ZSTD): the header stays as
  * it is, and the records after it are cut into frames, each of them
  *
@@ -70,7 +89,7 @@
 
 #define MT_TRACE_MAGIC "MEMTRACE"
 #define MT_TRACE_MAGIC_LEN 8
-#define MT_TRACE_VERSION 3u
+#define MT_TRACE_VERSION 4u
 
 /* The fixed part of the file header, little-endian, 64 bytes, followed by
  * header_size - 64 bytes holding: str:exe_path str:cmdline (NUL-separated). */
@@ -167,6 +186,10 @@ typedef enum mt_op {
 #define MT_EV_OP_MASK 0x3fu
 #define MT_EV_SEQ1 0x40u
 #define MT_EV_PTR16 0x80u
+/* Version 4 uses the top bit for "a block reference follows" instead. */
+#define MT_EV_MORE 0x80u
+/* The version that names blocks by their allocation's seq. */
+#define MT_TRACE_VERSION_REFS 4u
 
 /* Ops at or above this value free; below it, they allocate. */
 #define MT_OP_FIRST_FREE 32

@@ -225,11 +225,6 @@ static inline bool recording(void)
     return MT_UNLIKELY(start_pending) && state == MT_STATE_OFF && start_early();
 }
 
-static inline uint64_t next_seq(void)
-{
-    return atomic_fetch_add_explicit(&mt__seq, 1, memory_order_relaxed);
-}
-
 static inline __attribute__((always_inline)) void record_alloc(unsigned op, const void *p, size_t size)
 {
     if (MT_UNLIKELY(mt__config.sample_bytes) && !mt__sample_take(p, size))
@@ -246,40 +241,54 @@ static inline __attribute__((always_inline)) void record_alloc(unsigned op, cons
         atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
         return;
     }
-    mt_ring_event_t ev = {next_seq(), (uint64_t)(uintptr_t)p, size, id, op};
-    mt__ring_push(r, &ev);
+    mt_ring_event_t *slot = mt__ring_reserve(r);
+    if (MT_LIKELY(slot != NULL))
+        mt__ring_commit(slot, mt__next_seq(), (uint64_t)(uintptr_t)p, size, id, op);
 }
 
-/* The seq of a free that is not recorded: with sampling, only frees of
- * sampled blocks are. */
-#define NO_SEQ UINT64_MAX
+/* A free in progress: its slot is reserved and its seq taken before the
+ * real free, so that an allocation that reuses the address in another
+ * thread is always ordered after it. slot NULL: not recorded (sampling
+ * leaves it out, or the ring was full). */
+typedef struct pending_free {
+    mt_ring_event_t *slot;
+    uint64_t seq;
+    bool forgot; /* sampling forgot the block */
+} pending_free_t;
 
-/* Takes the seq of the free of p (before the real free), or NO_SEQ when
- * sampling leaves it out. */
-static inline uint64_t free_seq(const void *p)
+static inline pending_free_t free_begin(const void *p)
 {
-    if (MT_UNLIKELY(mt__config.sample_bytes) && !mt__sample_forget(p))
-        return NO_SEQ;
-    return next_seq();
+    pending_free_t f = {NULL, 0, false};
+    if (MT_UNLIKELY(mt__config.sample_bytes) && !(f.forgot = mt__sample_forget(p)))
+        return f;
+    mt_ring_t *r = mt__ring_get();
+    if (MT_UNLIKELY(!r) || !(f.slot = mt__ring_reserve(r)))
+        return f;
+    f.seq = mt__next_seq();
+    return f;
 }
 
-/* After a free_seq(p) whose block stayed (the call failed): a sampled block
- * must be remembered again. */
-static inline void free_undone(const void *p, uint64_t seq)
+/* The free happened. */
+static inline void free_end(pending_free_t f, unsigned op, const void *p)
 {
-    if (MT_UNLIKELY(mt__config.sample_bytes) && seq != NO_SEQ)
+    if (f.slot)
+        mt__ring_commit(f.slot, f.seq, (uint64_t)(uintptr_t)p, 0, 0, op);
+}
+
+/* The call failed and the block stayed: nothing is written, and a sampled
+ * block must be remembered again. */
+static inline void free_undone(pending_free_t f, const void *p)
+{
+    if (f.slot)
+        mt__ring_commit(f.slot, f.seq, 0, 0, 0, MT_EV_NOP_OP);
+    if (MT_UNLIKELY(f.forgot))
         mt__sample_keep(p);
 }
 
-static inline void record_free_at(unsigned op, const void *p, uint64_t seq)
+/* A plain free: recorded, then done. */
+static inline void record_free(unsigned op, const void *p)
 {
-    if (seq == NO_SEQ)
-        return;
-    mt_ring_t *r = mt__ring_get();
-    if (MT_UNLIKELY(!r))
-        return;
-    mt_ring_event_t ev = {seq, (uint64_t)(uintptr_t)p, 0, 0, op};
-    mt__ring_push(r, &ev);
+    free_end(free_begin(p), op, p);
 }
 
 static void leave(int **busy)
@@ -320,7 +329,7 @@ MT_EXPORT void free(void *p)
     }
     ENTER();
     int e = errno;
-    record_free_at(MT_OP_FREE, p, free_seq(p));
+    record_free(MT_OP_FREE, p);
     real.free(p);
     errno = e;
 }
@@ -361,16 +370,18 @@ static inline __attribute__((always_inline)) void *realloc_common(void *old, siz
     if (!recording())
         return real.realloc(old, n);
     ENTER();
-    uint64_t fseq = old ? free_seq(old) : NO_SEQ;
+    pending_free_t f = {NULL, 0, false};
+    if (old)
+        f = free_begin(old);
     void *p = real.realloc(old, n);
     int e = errno;
     if (p || (old && n == 0)) {
         if (old)
-            record_free_at(MT_OP_REALLOC_FREE, old, fseq);
+            free_end(f, MT_OP_REALLOC_FREE, old); /* before the next reserve */
         if (p)
             record_alloc(MT_OP_REALLOC, p, n);
     } else if (old) {
-        free_undone(old, fseq);
+        free_undone(f, old);
     }
     errno = e;
     return p;
@@ -463,7 +474,7 @@ static void free_common(void *p, unsigned op, void (*forward)(void *, size_t, si
     int e = errno;
     if (recording()) {
         ENTER();
-        record_free_at(op, p, free_seq(p));
+        record_free(op, p);
         forward(p, a, b);
     } else {
         forward(p, a, b);
@@ -522,13 +533,13 @@ MT_EXPORT void *rallocx(void *old, size_t n, int flags)
     if (!recording())
         return real.rallocx(old, n, flags);
     ENTER();
-    uint64_t fseq = free_seq(old);
+    pending_free_t f = free_begin(old);
     void *p = real.rallocx(old, n, flags);
     if (p) {
-        record_free_at(MT_OP_RALLOCX_FREE, old, fseq);
+        free_end(f, MT_OP_RALLOCX_FREE, old);
         record_alloc(MT_OP_RALLOCX, p, n);
     } else {
-        free_undone(old, fseq);
+        free_undone(f, old);
     }
     return p;
 }
@@ -541,13 +552,13 @@ MT_EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
     if (!recording())
         return real.xallocx(p, n, extra, flags);
     ENTER();
-    uint64_t fseq = free_seq(p);
+    pending_free_t f = free_begin(p);
     size_t got = real.xallocx(p, n, extra, flags);
     if (got >= n) { /* resized in place: the block now holds n bytes */
-        record_free_at(MT_OP_XALLOCX_FREE, p, fseq);
+        free_end(f, MT_OP_XALLOCX_FREE, p);
         record_alloc(MT_OP_XALLOCX, p, n);
     } else {
-        free_undone(p, fseq);
+        free_undone(f, p);
     }
     return got;
 }
@@ -562,7 +573,7 @@ MT_EXPORT void sdallocx(void *p, size_t n, int flags)
         return;
     }
     ENTER();
-    record_free_at(MT_OP_SDALLOCX, p, free_seq(p));
+    record_free(MT_OP_SDALLOCX, p);
     real.sdallocx(p, n, flags);
 }
 
@@ -576,7 +587,7 @@ MT_EXPORT void dallocx(void *p, int flags)
         return;
     }
     ENTER();
-    record_free_at(MT_OP_DALLOCX, p, free_seq(p));
+    record_free(MT_OP_DALLOCX, p);
     real.dallocx(p, flags);
 }
 
@@ -644,7 +655,7 @@ NEW_HOOK(_ZnamSt11align_val_tRKSt9nothrow_t, MT_OP_NEW_ARRAY, (size_t n, size_t 
         }                                                          \
         ENTER();                                                   \
         int e = errno;                                             \
-        record_free_at(op, p, free_seq(p));                        \
+        record_free(op, p);                        \
         if (fn)                                                    \
             fn args;                                               \
         else                                                       \
@@ -836,8 +847,9 @@ MT_EXPORT void memtrack_snapshot(const char *label)
     mt_ring_t *r = mt__ring_get();
     uint32_t id = mt__label_intern(label ? label : "");
     if (r && id != UINT32_MAX) {
-        mt_ring_event_t ev = {next_seq(), id, mt__os_now_ns(), 0, MT_EV_MARKER_OP};
-        mt__ring_push(r, &ev);
+        mt_ring_event_t *slot = mt__ring_reserve(r);
+        if (slot)
+            mt__ring_commit(slot, mt__next_seq(), id, mt__os_now_ns(), 0, MT_EV_MARKER_OP);
     }
     errno = e;
 }

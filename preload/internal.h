@@ -100,9 +100,11 @@ MT_HIDDEN void *mt__arena_alloc(mt_arena_t *a, size_t size);
 
 /* The ring op of a snapshot marker; never written into a CHUNK. */
 #define MT_EV_MARKER_OP 0
+#define MT_EV_NOP_OP 0xffu
 
 /* One recorded event as the producer stores it. op 0 is a snapshot marker
- * (ptr = label id, size = time in ns). */
+ * (ptr = label id, size = time in ns), MT_EV_NOP_OP a reserved slot whose
+ * call failed (nothing to write). seq 0: reserved, not yet committed. */
 typedef struct mt_ring_event {
     uint64_t seq;
     uint64_t ptr;
@@ -141,6 +143,10 @@ typedef struct mt_ring {
     uint32_t *w_map[MT_STACK_BLOCKS]; /* local stack id -> global id + 1 */
     uint32_t w_mapped;    /* local ids below this are mapped */
     uint64_t w_dropped;   /* drops already written as LOST */
+    uint64_t w_end;       /* this round's events in seq order end here */
+    uint64_t w_last_seq;  /* the seq of the last event written */
+    uint64_t w_pend_pos;  /* a pending slot holding back the order, and since when */
+    uint64_t w_pend_since;
     /* Shared. */
     _Alignas(64) _Atomic int state;
     _Atomic uint32_t tid;
@@ -177,8 +183,37 @@ static inline mt_ring_t *mt__ring_get(void)
     return MT_LIKELY(r != NULL) ? r : mt__ring_claim();
 }
 
-/* Stores ev in r, waiting a bounded time for the writer when r is full;
- * counts the event as dropped when it still cannot be stored. */
+/* An event is stored in two steps, so that the writer can put the events
+ * of all rings in seq order without waiting for threads that are not
+ * allocating: mt__ring_reserve publishes the next slot as pending (seq 0),
+ * then the thread takes its seq from mt__seq (mt__next_seq) and
+ * mt__ring_commit fills the slot, seq last. A seq below what the writer
+ * reads from mt__seq therefore lies in a slot it can see: committed, or
+ * pending and the last slot of its ring (busy threads record nothing, so a
+ * thread holds at most one pending slot). */
+
+/* Reserves the next slot of r, waiting a bounded time for the writer when r
+ * is full. Returns NULL, counting the event as dropped, when it still cannot. */
+MT_HIDDEN mt_ring_event_t *mt__ring_reserve(mt_ring_t *r);
+
+/* The seq of the event in a reserved slot. */
+static inline uint64_t mt__next_seq(void)
+{
+    return atomic_fetch_add_explicit(&mt__seq, 1, memory_order_release);
+}
+
+/* Fills a reserved slot and publishes it. */
+static inline void mt__ring_commit(mt_ring_event_t *slot, uint64_t seq, uint64_t ptr, uint64_t size,
+                                   uint32_t stack, uint32_t op)
+{
+    slot->ptr = ptr;
+    slot->size = size;
+    slot->stack = stack;
+    slot->op = op;
+    __atomic_store_n(&slot->seq, seq, __ATOMIC_RELEASE);
+}
+
+/* Reserves and commits ev, whose seq the caller took (tests). */
 MT_HIDDEN void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev);
 
 /* A stack's hash starts from a fold of its frames, outermost first, so

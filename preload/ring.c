@@ -138,7 +138,7 @@ static void futex_wait_short(void)
     syscall(SYS_futex, &ring_count, FUTEX_WAIT_PRIVATE, ~0u, &ts, NULL, 0);
 }
 
-void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev)
+mt_ring_event_t *mt__ring_reserve(mt_ring_t *r)
 {
     uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t cap = r->mask + 1;
@@ -164,13 +164,23 @@ void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev)
             }
         }
     }
-    r->slots[h & r->mask] = *ev;
+    mt_ring_event_t *slot = &r->slots[h & r->mask];
+    /* Pending until mt__ring_commit stores its seq; published by the head. */
+    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     atomic_store_explicit(&r->head, h + 1, memory_order_release);
     if (MT_UNLIKELY(h + 1 - r->cached_tail == cap / 2))
         mt__writer_wake();
-    return;
+    return slot;
 drop:
     atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    return NULL;
+}
+
+void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev)
+{
+    mt_ring_event_t *slot = mt__ring_reserve(r);
+    if (slot)
+        mt__ring_commit(slot, ev->seq, ev->ptr, ev->size, ev->stack, ev->op);
 }
 
 static uint64_t hash_stack(uint64_t fold, uint32_t depth, uint64_t epoch)
@@ -259,6 +269,8 @@ void mt__rings_after_fork(void)
         uint64_t h = atomic_load(&r->head);
         atomic_store(&r->tail, h);
         r->cached_tail = h;
+        r->w_end = h;
+        r->w_pend_pos = 0;
         r->w_mapped = 0;
         for (uint32_t b = 0; b < MT_STACK_BLOCKS && r->w_map[b]; b++)
             memset(r->w_map[b], 0, MT_STACK_BLOCK * sizeof(uint32_t));

@@ -2,9 +2,12 @@
  *
  * One thread, with all signals blocked, wakes every 10 ms (or when a ring is
  * half full, or a flush is requested), and per round: notes each ring's head,
- * writes new modules, labels and stacks, encodes each ring's events as one
- * CHUNK record per ring (varints, deltas), and a TIME record placing the
- * current sequence number in time. The file is written with plain write(2)
+ * writes new modules, labels and stacks, matches every free to the
+ * allocation of its block by walking all rings' events in seq order (so the
+ * trace names blocks by their allocation's seq instead of writing
+ * addresses, include/mt_trace.h), encodes each ring's events as one CHUNK
+ * record per ring (varints, deltas), and a TIME record placing the current
+ * sequence number in time. The file is written with plain write(2)
  * every round, so a killed program leaves a trace readable up to its last
  * round. Stacks are deduplicated across rings here, so each distinct stack is
  * written once. Only this thread touches the output buffer and the tables
@@ -35,7 +38,7 @@
 
 #define OUT_CAP (4u << 20)
 #define CHUNK_MAX_EVENTS 16384u
-#define EVENT_MAX_BYTES (1 + 4 * MT_VARINT_MAX)
+#define EVENT_MAX_BYTES (1 + 5 * MT_VARINT_MAX)
 #define MAX_LABELS 32768u
 #define LABEL_SLOTS 65536u
 
@@ -101,6 +104,29 @@ static uint64_t last_rescan_ns;
 static bool need_rescan;
 static bool write_failed;
 static pthread_t writer_thread;
+
+/* Writer only: every live block's address and its allocation's seq, so
+ * that a free can name the allocation it ends. Open addressing with linear
+ * probing and backward-shift deletion; address 0 marks an empty slot. Its
+ * memory grows with the program's live blocks (16 to 32 bytes each). */
+typedef struct live_block {
+    uint64_t ptr, seq;
+} live_block_t;
+#define LIVE_MIN_BITS 14
+static live_block_t *live;
+static unsigned live_bits;
+static uint64_t live_count;
+
+/* A slot that holds back the seq order (its thread is inside a hook) is
+ * waited for this long; a thread stuck there longer (stopped, or one that
+ * left a hook by longjmp) no longer holds the other rings back. */
+#define PENDING_PATIENCE_NS 200000000ull
+
+/* What the ordering pass tells drain about an event, in the op's high bits. */
+#define W_REF 0x100u  /* a free of the block allocated at seq ptr */
+#define W_REPL 0x200u /* an allocation over a block (seq ptr) whose free was lost */
+#define W_RAW 0x400u  /* an allocation not remembered: named by its address */
+#define W_OP(op) ((op) & 0xffu)
 
 static void futex_wake(_Atomic uint32_t *w)
 {
@@ -455,6 +481,226 @@ static uint32_t mapped(const mt_ring_t *r, uint32_t id)
     return r->w_map[id / MT_STACK_BLOCK][id % MT_STACK_BLOCK];
 }
 
+/* ---- blocks ---- */
+
+static inline uint64_t live_home(uint64_t ptr)
+{
+    return (ptr * 0x9E3779B97F4A7C15ull) >> (64 - live_bits);
+}
+
+static bool live_grow(void)
+{
+    unsigned bits = live ? live_bits + 1 : LIVE_MIN_BITS;
+    if (bits > 40)
+        return false;
+    live_block_t *old = live;
+    uint64_t old_cap = old ? 1ull << live_bits : 0;
+    live_block_t *t = mt__os_map(sizeof *t << bits);
+    if (!t)
+        return false;
+    live = t;
+    live_bits = bits;
+    uint64_t mask = (1ull << bits) - 1;
+    for (uint64_t i = 0; i < old_cap; i++) {
+        if (!old[i].ptr)
+            continue;
+        uint64_t j = live_home(old[i].ptr);
+        while (live[j].ptr)
+            j = (j + 1) & mask;
+        live[j] = old[i];
+    }
+    if (old)
+        munmap(old, sizeof *old * old_cap);
+    return true;
+}
+
+/* Remembers the block at ptr as allocated at seq. Returns 1, or 2 when
+ * the address held a block whose free never came (*old its seq), or 0 when
+ * the table is full and cannot grow. */
+static int live_put(uint64_t ptr, uint64_t seq, uint64_t *old)
+{
+    uint64_t cap = live ? 1ull << live_bits : 0;
+    if ((live_count + 1) * 4 > cap * 3 && !live_grow() && (live_count + 1) * 8 > cap * 7)
+        return 0;
+    uint64_t mask = (1ull << live_bits) - 1;
+    uint64_t i = live_home(ptr);
+    for (; live[i].ptr; i = (i + 1) & mask) {
+        if (live[i].ptr == ptr) {
+            *old = live[i].seq;
+            live[i].seq = seq;
+            return 2;
+        }
+    }
+    live[i] = (live_block_t){ptr, seq};
+    live_count++;
+    return 1;
+}
+
+/* Forgets the block at ptr; returns the seq of its allocation, or 0 when
+ * no live block is known there. */
+static uint64_t live_take(uint64_t ptr)
+{
+    if (!live)
+        return 0;
+    uint64_t mask = (1ull << live_bits) - 1;
+    uint64_t i = live_home(ptr);
+    for (; live[i].ptr != ptr; i = (i + 1) & mask)
+        if (!live[i].ptr)
+            return 0;
+    uint64_t seq = live[i].seq;
+    /* Backward shift: move up every later entry of the run that may sit here. */
+    for (uint64_t j = i;;) {
+        j = (j + 1) & mask;
+        if (!live[j].ptr)
+            break;
+        uint64_t k = live_home(live[j].ptr);
+        if (((j - k) & mask) >= ((j - i) & mask)) {
+            live[i] = live[j];
+            i = j;
+        }
+    }
+    live[i].ptr = 0;
+    live_count--;
+    return seq;
+}
+
+/* Decides what an event says about its block, in seq order. */
+static void match_event(mt_ring_event_t *ev)
+{
+    unsigned op = ev->op;
+    if (mt_op_allocates(op)) {
+        uint64_t old = 0;
+        switch (live_put(ev->ptr, ev->seq, &old)) {
+        case 0:
+            ev->op = op | W_RAW;
+            break;
+        case 2:
+            ev->op = op | W_REPL;
+            ev->ptr = old;
+            break;
+        }
+    } else if (mt_op_frees(op)) {
+        uint64_t seq = live_take(ev->ptr);
+        if (seq) {
+            ev->op = op | W_REF;
+            ev->ptr = seq;
+        }
+    }
+}
+
+/* ---- putting the rings in order ---- */
+
+/* A ring's events of this round not yet matched: [pos, end). */
+typedef struct cursor {
+    mt_ring_t *r;
+    uint64_t pos, end, seq;
+} cursor_t;
+
+#define MAX_CURSORS 4096
+
+/* The seq of the event at c->pos, or UINT64_MAX when c has none left that
+ * may be written this round (seq below horizon). */
+static uint64_t cursor_seq(cursor_t *c, uint64_t horizon)
+{
+    if (c->pos < c->end) {
+        uint64_t seq = __atomic_load_n(&c->r->slots[c->pos & c->r->mask].seq, __ATOMIC_ACQUIRE);
+        if (seq && seq < horizon)
+            return seq;
+    }
+    c->end = c->pos; /* a pending slot or a later seq: this ring stops here */
+    return UINT64_MAX;
+}
+
+static void heap_down(cursor_t *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && h[l].seq < h[m].seq)
+            m = l;
+        if (l + 1 < n && h[l + 1].seq < h[m].seq)
+            m = l + 1;
+        if (m == i)
+            return;
+        cursor_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* Decides which events of each ring this round writes (r->w_end) and
+ * matches their frees to allocations, in seq order across all rings. Every
+ * event whose seq is below the horizon is in a ring by now, committed,
+ * except behind a pending slot, which lowers the horizon to just above the
+ * last seq before it (a thread's seqs grow). With all set (exit, exec, a
+ * flush), pending slots hold nothing back: what is committed is written. */
+static void order_rings(uint64_t horizon, bool all, uint64_t now)
+{
+    static cursor_t heap[MAX_CURSORS];
+    size_t n = 0;
+    for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next) {
+        uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        uint64_t end = r->w_head;
+        r->w_end = t;
+        if (end > t && !__atomic_load_n(&r->slots[(end - 1) & r->mask].seq, __ATOMIC_ACQUIRE)) {
+            end--;
+            if (r->w_pend_pos != end + 1) {
+                r->w_pend_pos = end + 1;
+                r->w_pend_since = now;
+            }
+            uint64_t before = end > t ? r->slots[(end - 1) & r->mask].seq : r->w_last_seq;
+            if (!all && now - r->w_pend_since < PENDING_PATIENCE_NS && before + 1 < horizon)
+                horizon = before + 1;
+        }
+        if (end > t && n < MAX_CURSORS)
+            heap[n++] = (cursor_t){r, t, end, 0};
+        else if (end > t)
+            r->w_end = UINT64_MAX; /* beyond the cursors: matched below in ring order */
+    }
+    if (all)
+        horizon = UINT64_MAX;
+    size_t live_n = 0;
+    for (size_t i = 0; i < n; i++) {
+        heap[i].seq = cursor_seq(&heap[i], horizon);
+        if (heap[i].seq != UINT64_MAX)
+            heap[live_n++] = heap[i];
+        else
+            heap[i].r->w_end = heap[i].pos;
+    }
+    n = live_n;
+    for (size_t i = n / 2; i-- > 0;)
+        heap_down(heap, n, i);
+    while (n) {
+        cursor_t *c = &heap[0];
+        /* Take this ring's events while they come before every other ring's. */
+        uint64_t next = UINT64_MAX;
+        if (n > 1)
+            next = heap[1].seq;
+        if (n > 2 && heap[2].seq < next)
+            next = heap[2].seq;
+        do {
+            match_event(&c->r->slots[c->pos & c->r->mask]);
+            c->pos++;
+            c->seq = cursor_seq(c, horizon);
+        } while (c->seq < next);
+        if (c->seq == UINT64_MAX) {
+            c->r->w_end = c->pos;
+            heap[0] = heap[--n];
+        }
+        heap_down(heap, n, 0);
+    }
+    /* More rings than cursors (thousands of threads at once): their events
+     * are matched in ring order, after the others. */
+    for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next) {
+        if (r->w_end != UINT64_MAX)
+            continue;
+        cursor_t c = {r, atomic_load_explicit(&r->tail, memory_order_relaxed), r->w_head, 0};
+        while (cursor_seq(&c, horizon) != UINT64_MAX)
+            match_event(&r->slots[c.pos++ & r->mask]);
+        r->w_end = c.pos;
+    }
+}
+
 /* ---- rings ---- */
 
 typedef struct pending_marker {
@@ -462,11 +708,12 @@ typedef struct pending_marker {
     uint32_t label;
 } pending_marker_t;
 
+/* Writes the events of r that order_rings released, [tail, w_end). */
 static void drain(mt_ring_t *r)
 {
     static pending_marker_t markers[256];
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    uint64_t h = r->w_head;
+    uint64_t h = r->w_end;
     uint32_t tid = atomic_load_explicit(&r->tid, memory_order_relaxed);
     uint64_t lost = 0;
     map_stacks(r);
@@ -481,43 +728,52 @@ static void drain(mt_ring_t *r)
         uint8_t *count_at = p;
         p += 5; /* the count, as a padded 5-byte varint, filled in below */
         uint64_t prev_seq = r->slots[t & r->mask].seq;
-        uint64_t prev_ptr = 0;
+        uint64_t prev_ref = prev_seq;
         uint32_t count = 0;
         p = mt_put_varint(p, prev_seq);
         for (uint64_t i = 0; i < k; i++) {
             const mt_ring_event_t *ev = &r->slots[(t + i) & r->mask];
-            if (ev->op == MT_EV_MARKER_OP) {
+            unsigned op = W_OP(ev->op);
+            r->w_last_seq = ev->seq;
+            if (op == MT_EV_MARKER_OP) {
                 if (nmarkers < sizeof markers / sizeof markers[0])
                     markers[nmarkers++] = (pending_marker_t){
                         ev->seq, ev->size > start_ns ? ev->size - start_ns : 0, (uint32_t)ev->ptr};
                 continue;
             }
+            if (op == MT_EV_NOP_OP)
+                continue;
             uint32_t gid = 0;
-            if (mt_op_allocates(ev->op) && !(gid = mapped(r, ev->stack))) {
+            if (mt_op_allocates(op) && !(gid = mapped(r, ev->stack))) {
                 lost++; /* its stack could not be stored */
                 continue;
             }
             uint8_t *opb = p++;
             uint64_t dseq = ev->seq - prev_seq;
-            int64_t dptr = (int64_t)(ev->ptr - prev_ptr);
-            *opb = (uint8_t)ev->op;
+            *opb = (uint8_t)op;
             if (dseq == 1)
                 *opb |= MT_EV_SEQ1;
             else
                 p = mt_put_varint(p, dseq);
-            if (dptr % 16 == 0) {
-                *opb |= MT_EV_PTR16;
-                dptr /= 16;
-            }
             prev_seq = ev->seq;
-            if (mt_op_allocates(ev->op)) {
+            if (mt_op_allocates(op)) {
                 p = mt_put_varint(p, ev->size);
-                p = mt_put_varint(p, mt_zigzag(dptr));
                 p = mt_put_varint(p, gid - 1);
+                if (ev->op & W_REPL) {
+                    *opb |= MT_EV_MORE;
+                    p = mt_put_varint(p, ev->seq - ev->ptr);
+                } else if (ev->op & W_RAW) {
+                    *opb |= MT_EV_MORE;
+                    p = mt_put_varint(p, 0);
+                    p = mt_put_varint(p, ev->ptr);
+                }
+            } else if (ev->op & W_REF) {
+                *opb |= MT_EV_MORE;
+                p = mt_put_varint(p, mt_zigzag((int64_t)(ev->ptr - prev_ref)));
+                prev_ref = ev->ptr;
             } else {
-                p = mt_put_varint(p, mt_zigzag(dptr));
+                p = mt_put_varint(p, ev->ptr);
             }
-            prev_ptr = ev->ptr;
             count++;
         }
         for (int b = 0; b < 5; b++)
@@ -549,9 +805,13 @@ static void drain(mt_ring_t *r)
         atomic_store_explicit(&r->state, MT_RING_FREE, memory_order_release);
 }
 
-static void round_once(void)
+/* One round; with all, every committed event is written (exit, exec, a
+ * flush), whatever a thread inside a hook still holds. */
+static void round_once(bool all)
 {
     uint64_t now = mt__os_now_ns();
+    /* Read before the heads: every seq below it has its slot reserved. */
+    uint64_t horizon = atomic_load_explicit(&mt__seq, memory_order_acquire);
     for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next)
         r->w_head = atomic_load_explicit(&r->head, memory_order_acquire);
     mt__modules_emit(emit);
@@ -564,8 +824,9 @@ static void round_once(void)
             emit_marker(atomic_fetch_add(&mt__seq, 1), now - start_ns, 0, l);
         next_interval_ns = now + (uint64_t)mt__config.snapshot_interval_ms * 1000000ull;
     }
+    order_rings(horizon, all, now);
     for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next)
-        if (r->w_head != atomic_load_explicit(&r->tail, memory_order_relaxed) ||
+        if (r->w_end != atomic_load_explicit(&r->tail, memory_order_relaxed) ||
             atomic_load_explicit(&r->st_count, memory_order_relaxed) != r->w_mapped ||
             atomic_load_explicit(&r->state, memory_order_relaxed) == MT_RING_EXITED ||
             atomic_load_explicit(&r->dropped, memory_order_relaxed) != r->w_dropped)
@@ -604,7 +865,7 @@ static void *writer_main(void *arg)
         uint64_t req = atomic_load(&flush_req);
         int stop = atomic_load(&stop_req);
         int exec = atomic_exchange(&exec_req, 0);
-        round_once();
+        round_once(stop || exec || req != atomic_load(&flush_done));
         if (exec && !stop) {
             /* The image is about to be replaced: end the trace now. Should
              * the exec fail, later records and a later END follow. */
@@ -613,7 +874,7 @@ static void *writer_main(void *arg)
         }
         if (stop) {
             /* A last pass for what producers pushed while the state changed. */
-            round_once();
+            round_once(true);
             emit_end();
             out_flush();
             if (out_fd_valid())
@@ -877,4 +1138,11 @@ void mt__writer_after_fork(void)
     if (gslots)
         memset(gslots, 0, ((size_t)gmask + 1) * sizeof *gslots);
     need_rescan = false;
+    /* The parent's blocks are the parent's: here their frees are frees of
+     * blocks the trace never saw allocated. */
+    if (live)
+        munmap(live, sizeof *live << live_bits);
+    live = NULL;
+    live_bits = 0;
+    live_count = 0;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "replay.h"
@@ -652,4 +653,70 @@ Test(replay, an_unsampled_trace_counts_each_block_once)
     cr_expect_eq(t->unsampled_frees, 0);
     cr_expect_eq(mt__replay_block(f.replay, A)->weight, 1);
     done(&f);
+}
+
+/* ---- version 4: blocks named by their allocation's seq ---- */
+
+Test(replay, version_4_frees_name_their_allocations_across_threads)
+{
+    mt_tb_t *b = new_trace(2);
+    mt_tb_set_version(b, 4);
+    mt_tb_chunk_begin(b, 0, 101, 1);
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 1, 100, 0, 0, 0);
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 3, 200, 1, 0, 0);
+    mt_tb_free_ref(b, MT_OP_FREE, 5, 3);  /* its own block */
+    mt_tb_chunk_end(b);
+    mt_tb_chunk_begin(b, 1, 102, 2);
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 2, 30, 1, 0, 0);
+    mt_tb_free_ref(b, MT_OP_FREE, 4, 1);          /* thread 101's block */
+    mt_tb_free_addr(b, MT_OP_FREE, 6, 0x7000);    /* a block never seen */
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 7, 50, 0, 2, 0); /* over block 2: its free was lost */
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 8, 60, 0, 0, 0x5000); /* named by its address */
+    mt_tb_free_addr(b, MT_OP_FREE, 9, 0x5000);
+    mt_tb_chunk_end(b);
+    mt_tb_end(b, 10, 1000, 9, 0, 2);
+    fixture_t f;
+    replay(&f, b, NULL);
+    const mt_totals_t *t = mt__replay_totals(f.replay);
+    cr_expect_eq(t->allocations, 5);
+    cr_expect_eq(t->bytes_allocated, 440);
+    cr_expect_eq(t->frees, 3);
+    cr_expect_eq(t->bytes_freed, 360);
+    cr_expect_eq(t->unknown_frees, 1);
+    cr_expect_eq(t->missed_frees, 1);
+    cr_expect_eq(t->missed_free_bytes, 30);
+    cr_expect_eq(t->live_bytes, 50);
+    cr_expect_eq(t->live_allocations, 1);
+    cr_expect_eq(t->peak_bytes, 330, "100 + 30 + 200 live at seq 3");
+    /* Blocks 3 and 8 were freed by their own thread right after: temporary.
+     * Block 1 was freed by the other thread: not. */
+    cr_expect_eq(site(&f, 1)->temporary_allocations, 1);
+    cr_expect_eq(site(&f, 0)->temporary_allocations, 1);
+    cr_expect_eq(site(&f, 0)->temporary_bytes, 60);
+    cr_expect_eq(site(&f, 0)->live_bytes, 50);
+    done(&f);
+}
+
+Test(replay, version_4_free_of_a_block_not_allocated_before_it_is_an_error)
+{
+    mt_tb_t *b = new_trace(1);
+    mt_tb_set_version(b, 4);
+    mt_tb_chunk_begin(b, 0, 101, 1);
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 1, 100, 0, 0, 0);
+    mt_tb_free_ref(b, MT_OP_FREE, 2, 2); /* names itself */
+    mt_tb_chunk_end(b);
+    char *path = mt_tb_write_temp(b);
+    mt_tb_destroy(b);
+    char err[512] = "";
+    mt_trace_t *t = NULL;
+    cr_assert_eq(mt__trace_open(path, &t, err, sizeof err), 0, "%s", err);
+    mt_replay_t *r = NULL;
+    cr_expect_lt(mt__replay_run(t, NULL, &r), 0);
+    cr_expect(strstr(mt__trace_error(t), "frees the block allocated at seq 2, which is not before it"), "%s",
+              mt__trace_error(t));
+    cr_expect(strstr(mt__trace_error(t), "offset "), "%s", mt__trace_error(t));
+    mt__replay_free(r);
+    mt__trace_close(t);
+    unlink(path);
+    free(path);
 }

@@ -28,7 +28,7 @@ struct mt_tb {
     bytes_t records;
 
     bool in_chunk;
-    uint64_t stream, first_seq, prev_seq, prev_ptr, count;
+    uint64_t stream, first_seq, prev_seq, prev_ptr, prev_ref, count;
     uint32_t tid;
     bytes_t events;
 
@@ -111,7 +111,7 @@ mt_tb_t *mt_tb_new(void)
     mt_tb_t *b = xmalloc(sizeof *b);
 
     memset(b, 0, sizeof *b);
-    b->version = MT_TRACE_VERSION;
+    b->version = 3; /* events carry addresses, the encoding before version 4 */
     b->depth = 64;
     mt_tb_set_header(b, 1000, 1, 0, 0, "/bin/test", "test\0arg", 8);
     return b;
@@ -216,7 +216,7 @@ void mt_tb_chunk_begin(mt_tb_t *b, uint64_t stream, uint32_t tid, uint64_t first
     b->in_chunk = true;
     b->stream = stream;
     b->tid = tid;
-    b->first_seq = b->prev_seq = first_seq;
+    b->first_seq = b->prev_seq = b->prev_ref = first_seq;
     b->prev_ptr = 0;
     b->count = 0;
     b->events.len = 0;
@@ -252,6 +252,46 @@ void mt_tb_free(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr)
 {
     event_head(b, op, seq);
     event_ptr(b, ptr);
+    b->count++;
+}
+
+/* Sets the header's version: 4 for traces written with the _v4 calls. */
+void mt_tb_set_version(mt_tb_t *b, uint32_t version)
+{
+    b->version = version;
+}
+
+/* Version 4: adds an allocation, named by its seq unless addr is not 0;
+ * replaces: the seq of a block still live at its address, or 0. */
+void mt_tb_alloc_v4(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t size, uint32_t stack, uint64_t replaces,
+                    uint64_t addr)
+{
+    event_head(b, op | (replaces || addr ? MT_EV_MORE : 0), seq);
+    put_v(&b->events, size);
+    put_v(&b->events, stack);
+    if (replaces) {
+        put_v(&b->events, seq - replaces);
+    } else if (addr) {
+        put_v(&b->events, 0);
+        put_v(&b->events, addr);
+    }
+    b->count++;
+}
+
+/* Version 4: adds a free of the block allocated at seq ref. */
+void mt_tb_free_ref(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ref)
+{
+    event_head(b, op | MT_EV_MORE, seq);
+    put_v(&b->events, mt_zigzag((int64_t)(ref - b->prev_ref)));
+    b->prev_ref = ref;
+    b->count++;
+}
+
+/* Version 4: adds a free of the block at address addr. */
+void mt_tb_free_addr(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t addr)
+{
+    event_head(b, op, seq);
+    put_v(&b->events, addr);
     b->count++;
 }
 

@@ -17,7 +17,8 @@
 typedef struct mt_tb mt_tb_t;
 
 /* Returns a new builder. Header: pid 1000, ppid 1, exe "/bin/test", command
- * "test arg", version MT_TRACE_VERSION, depth 64, everything else 0. */
+ * "test arg", version 3 (events name blocks by address; version 4 traces come
+ * from the preload library), depth 64, everything else 0. */
 mt_tb_t *mt_tb_new(void);
 
 /* Sets the header fields a test may care about; cmdline holds cmdline_len
@@ -60,6 +61,18 @@ void mt_tb_free(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr);
 
 /* Appends the open chunk as a CHUNK record, count = the events added. */
 void mt_tb_chunk_end(mt_tb_t *b);
+
+/* Sets the header's version: 4 for traces written with the _v4 calls. */
+void mt_tb_set_version(mt_tb_t *b, uint32_t version);
+
+/* Version 4 events (include/mt_trace.h): an allocation named by its seq,
+ * or by addr when addr is not 0, that finds the block allocated at seq
+ * replaces still live when replaces is not 0; a free of the block
+ * allocated at seq ref; a free of the block at address addr. */
+void mt_tb_alloc_v4(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t size, uint32_t stack, uint64_t replaces,
+                    uint64_t addr);
+void mt_tb_free_ref(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ref);
+void mt_tb_free_addr(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t addr);
 
 /* Appends a LOST record. */
 void mt_tb_lost(mt_tb_t *b, uint64_t stream, uint64_t count);

@@ -2,8 +2,12 @@
  *
  * This binary links the preload objects (all but hooks.c, which defines
  * malloc) and drives them the way the hooks do: producer threads take a ring
- * with mt__ring_get, intern stacks, number events from mt__seq and push
- * them, while the real writer thread drains the rings into a trace file.
+ * with mt__ring_get, intern stacks, reserve a slot, take a seq and commit
+ * the event, while the real writer thread drains the rings into a trace
+ * file. With shared addresses, producers pass a small pool of addresses
+ * between them the way an allocator does (an address is taken again only
+ * after its free is committed), so the writer must put the rings in seq
+ * order to tell which allocation each free ends.
  * The trace is then read back with the analyzer's reader (merged stream)
  * and its raw record iterator (file order), and every event is checked
  * against what its producer pushed: each exactly once, with its size, its
@@ -20,6 +24,7 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,6 +46,7 @@ typedef struct plan {
     unsigned own_stacks;  /* distinct stacks per producer */
     unsigned marker_every; /* a snapshot marker after every N allocations, 0 = none */
     bool flush_midway;    /* producers also ask for non-final flushes */
+    bool shared;          /* addresses come from a pool all producers share */
 } plan_t;
 
 typedef struct producer {
@@ -52,6 +58,12 @@ typedef struct producer {
 
 static char *run_dir;
 static char trace_path[4096];
+/* Per (producer, event): the seq of its allocation, written by the
+ * producer, read after pthread_join. */
+static uint64_t *alloc_seqs;
+/* The shared pool: 0 free, 1 taken. */
+#define POOL 64
+static _Atomic int pool[POOL];
 
 /* ---- what a producer pushes, by construction ---- */
 
@@ -99,16 +111,37 @@ static void *produce(void *arg)
         uint32_t stack = mt__ring_intern_stack(r, frames, depth, 0);
         if (stack == UINT32_MAX)
             cr_assert_fail("producer %u: the ring's stack table is full", pr->id);
-        uint64_t seq = atomic_fetch_add(&mt__seq, 1);
-        mt_ring_event_t alloc = {seq, ptr_of(pr->id, i), size_of(pr->id, i), stack, MT_OP_MALLOC};
-        mt__ring_push(r, &alloc);
-        seq = atomic_fetch_add(&mt__seq, 1);
-        mt_ring_event_t release = {seq, ptr_of(pr->id, i), 0, 0, MT_OP_FREE};
-        mt__ring_push(r, &release);
+        uint64_t ptr = ptr_of(pr->id, i);
+        unsigned slot_no = 0;
+        if (p->shared) {
+            for (slot_no = (pr->id * 7 + i) % POOL;; slot_no = (slot_no + 1) % POOL) {
+                int expected = 0;
+                if (atomic_compare_exchange_weak(&pool[slot_no], &expected, 1))
+                    break;
+            }
+            ptr = 0x10000u + 16u * slot_no;
+        }
+        mt_ring_event_t *slot = mt__ring_reserve(r);
+        cr_assert(slot, "producer %u: no slot", pr->id);
+        uint64_t seq = mt__next_seq();
+        mt__ring_commit(slot, seq, ptr, size_of(pr->id, i), stack, MT_OP_MALLOC);
+        alloc_seqs[(size_t)pr->id * p->events + i] = seq;
+        slot = mt__ring_reserve(r);
+        cr_assert(slot, "producer %u: no slot", pr->id);
+        seq = mt__next_seq();
+        if (p->shared) {
+            /* Like realloc's free half: the address is given back (the
+             * real realloc) before the event is committed, so another
+             * thread may allocate it, and commit, first. */
+            atomic_store(&pool[slot_no], 0);
+            if (i % 64 == 0)
+                sched_yield();
+        }
+        mt__ring_commit(slot, seq, ptr, 0, 0, MT_OP_FREE);
         if (p->marker_every && (i + 1) % p->marker_every == 0) {
-            mt_ring_event_t marker = {atomic_fetch_add(&mt__seq, 1), pr->label, mt__os_now_ns(), 0,
-                                      MT_EV_MARKER_OP};
-            mt__ring_push(r, &marker);
+            mt_ring_event_t *mslot = mt__ring_reserve(r);
+            cr_assert(mslot);
+            mt__ring_commit(mslot, mt__next_seq(), pr->label, mt__os_now_ns(), 0, MT_EV_MARKER_OP);
         }
         if (p->flush_midway && i == p->events / 2)
             mt__writer_flush(MT_FLUSH_PLAIN, 10000);
@@ -196,6 +229,12 @@ static void check_merged(const plan_t *p, const producer_t *prs)
     uint64_t total = (uint64_t)n * (2 * p->events + per_producer_markers);
     uint8_t *seen = calloc((size_t)n * p->events, 1); /* bit 0 alloc, bit 1 free */
     cr_assert(seen);
+    /* seq of an allocation -> 1 + its (producer, event) index */
+    uint64_t *owner = calloc(total + 1, sizeof *owner);
+    cr_assert(owner);
+    for (size_t k = 0; k < (size_t)n * p->events; k++)
+        if (alloc_seqs[k] && alloc_seqs[k] <= total)
+            owner[alloc_seqs[k]] = k + 1;
     mt_e2e_trace_t tr;
     cr_assert_eq(mt_e2e_trace_open(&tr, trace_path), 0, "cannot read the trace: %s", tr.err);
     const mt_trace_info_t *info = tr.info;
@@ -225,9 +264,15 @@ static void check_merged(const plan_t *p, const producer_t *prs)
                 fault(&labels, "marker label %s", text ? text : "(none)");
             continue;
         }
-        unsigned id = (unsigned)(ev.ptr >> 32) - 1, i = (unsigned)((ev.ptr & 0xffffffffu) >> 4);
-        if (id >= n || i >= p->events || (ev.op != MT_OP_MALLOC && ev.op != MT_OP_FREE)) {
-            fault(&unknown, "op %u pointer %#llx: nobody pushed it", ev.op, (unsigned long long)ev.ptr);
+        /* Version 4: an allocation is the block keyed by its own seq, a
+         * free names the seq of the allocation it ends. */
+        uint64_t block = ev.ptr & ~(1ull << 63);
+        uint64_t k = ev.ptr >> 63 && block <= total ? owner[block] : 0;
+        unsigned id = k ? (unsigned)((k - 1) / p->events) : n, i = k ? (unsigned)((k - 1) % p->events) : 0;
+        if (id >= n || (ev.op != MT_OP_MALLOC && ev.op != MT_OP_FREE) ||
+            (ev.op == MT_OP_MALLOC && block != ev.seq)) {
+            fault(&unknown, "op %u seq %llu block %#llx: nobody pushed it", ev.op, (unsigned long long)ev.seq,
+                  (unsigned long long)ev.ptr);
             continue;
         }
         if (ev.tid != prs[id].tid)
@@ -273,6 +318,7 @@ static void check_merged(const plan_t *p, const producer_t *prs)
     cr_expect_eq(missing, 0, "%zu pushed allocations or frees are not in the trace", missing);
     mt_e2e_trace_close(&tr);
     free(seen);
+    free(owner);
 }
 
 typedef struct stack_copy {
@@ -356,12 +402,15 @@ static void run_and_check(const plan_t *p, const char *ring_events)
 {
     producer_t *prs = calloc((size_t)p->producers * p->waves, sizeof *prs);
     cr_assert(prs);
+    alloc_seqs = calloc((size_t)p->producers * p->waves * p->events, sizeof *alloc_seqs);
+    cr_assert(alloc_seqs);
     start_writer(ring_events);
     run_plan(p, prs);
     stop_writer();
     check_merged(p, prs);
     check_file_order(ring_events ? strtoull(ring_events, NULL, 10) : 32768);
     free(prs);
+    free(alloc_seqs);
 }
 
 /* ---- tests ---- */
@@ -406,4 +455,14 @@ Test(ring, stress_with_markers_flushes_and_growing_stack_tables_keeps_everything
     plan_t p = {.producers = 16, .waves = 2, .events = 6000, .own_stacks = 2500, .marker_every = 1000,
                 .flush_midway = true};
     run_and_check(&p, "4096");
+}
+
+Test(ring, frees_name_their_allocation_when_threads_pass_addresses_around)
+{
+    /* 8 threads take 64 addresses from a shared pool and give them back:
+     * an address is allocated again in another ring right after its free,
+     * often within one writer round. Every free must name the allocation
+     * it ends, not the address's next or previous one. */
+    plan_t p = {.producers = 8, .waves = 1, .events = 30000, .own_stacks = 11, .shared = true};
+    run_and_check(&p, "1024");
 }

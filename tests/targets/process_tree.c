@@ -4,7 +4,7 @@
  *                         the parent: unknown in the child's own trace), malloc(1402)
  *                         and free it, exit(0). Parent: waits, frees p, exits 0.
  *                         Parent trace: MALLOC 1401 + its FREE; child trace: FREE of
- *                         p, MALLOC 1402 + its FREE.
+ *                         p, MALLOC 1402 + its FREE. Prints p's address first.
  *   process_tree exec     parent forks; the child allocates malloc(1403) (kept) and
  *                         execs this program as "process_tree execd", which allocates
  *                         malloc(1404) (kept) and exits 7. The parent exits with the
@@ -40,6 +40,7 @@ static int self_path(char *buf, size_t cap)
 static int run_fork(void)
 {
     char *p = malloc(1401);
+    printf("process_tree: block at %p\n", (void *)p); /* traces name it by seq, not address */
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0)
