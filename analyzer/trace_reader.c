@@ -633,8 +633,8 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
             if (!fast_varint(&p, &x))
                 return NULL;
             if (flags & MT_EV_MORE) {
-                uint64_t ref = d->ref + (uint64_t)mt_unzigzag(x);
-                if (ref == 0 || ref >= seq)
+                uint64_t ref = mt_block_unref(seq, x, d->ref);
+                if (ref == 0)
                     return NULL;
                 key = MT_BLOCK_KEY(ref);
             } else if (x >> 63) {
@@ -740,12 +740,12 @@ static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *pa
         if (mt_get_varint(&d->p, d->end, &x))
             goto bad_varint;
         if (flags & MT_EV_MORE) {
-            uint64_t ref = d->ref + (uint64_t)mt_unzigzag(x);
-            if (ref == 0 || ref >= seq)
+            uint64_t ref = mt_block_unref(seq, x, d->ref);
+            if (ref == 0)
                 return errorf(err, path, -EINVAL,
                               "offset %" PRIu64 ": %s event at seq %" PRIu64
-                              " frees the block allocated at seq %" PRIu64 ", which is not before it",
-                              off, mt__op_name(op), seq, ref);
+                              " frees a block (reference %" PRIu64 ") not allocated before it",
+                              off, mt__op_name(op), seq, x);
             d->ref = ref;
             key = MT_BLOCK_KEY(ref);
         } else if (x >> 63) {

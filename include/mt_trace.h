@@ -55,11 +55,14 @@
  *                  x = 0, v:ptr follows: a block named by its address
  *                  (the writer could not remember it), freed by address
  *   freeing op     u8:op|flags [v:seq_delta] then under MT_EV_MORE
- *                  z:ref_delta, the block allocated at seq ref, against the
- *                  previous ref of the chunk (the first against first_seq);
- *                  else v:ptr, a block the trace never saw allocated
- *                  (allocated before recording started, or in the parent
- *                  of a fork child) or named by its address
+ *                  v:r naming the block allocated at seq ref: r odd, ref is
+ *                  seq - (r >> 1) (the block's age, short for recent
+ *                  blocks); r even, ref is the previous ref of the chunk
+ *                  (the first against first_seq) plus unzigzag(r >> 1)
+ *                  (short and repeating when blocks die in the order they
+ *                  were born); else v:ptr, a block the trace never saw
+ *                  allocated (allocated before recording started, or in
+ *                  the parent of a fork child) or named by its address
  *
  * Versions 1 to 3 are read as they were.
  *
@@ -201,6 +204,18 @@ static inline int mt_op_frees(unsigned op) { return op >= MT_OP_FIRST_FREE && op
 /* The longest varint: 64 bits at 7 bits a byte. */
 #define MT_VARINT_MAX 10
 
+/* Bytes of v as a varint. */
+static inline unsigned mt_varint_len(uint64_t v)
+{
+    unsigned n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+
 /* Encodes v at p (which must have MT_VARINT_MAX bytes free); returns the byte after. */
 static inline uint8_t *mt_put_varint(uint8_t *p, uint64_t v)
 {
@@ -214,6 +229,27 @@ static inline uint8_t *mt_put_varint(uint8_t *p, uint64_t v)
 
 static inline uint64_t mt_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t mt_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+
+/* Version 4: how a free at seq names the block allocated at seq ref < seq,
+ * after the chunk's previous ref prev: by its age or by the change of ref,
+ * whichever is shorter (the change on a tie). */
+static inline uint64_t mt_block_ref(uint64_t seq, uint64_t ref, uint64_t prev)
+{
+    uint64_t age = (seq - ref) << 1 | 1;
+    uint64_t delta = mt_zigzag((int64_t)(ref - prev)) << 1;
+    return mt_varint_len(age) < mt_varint_len(delta) ? age : delta;
+}
+
+/* The inverse of mt_block_ref; 0 when r names no seq below seq. */
+static inline uint64_t mt_block_unref(uint64_t seq, uint64_t r, uint64_t prev)
+{
+    uint64_t ref;
+    if (r & 1)
+        ref = (r >> 1) < seq ? seq - (r >> 1) : 0;
+    else
+        ref = prev + (uint64_t)mt_unzigzag(r >> 1);
+    return ref < seq ? ref : 0;
+}
 
 /* Decodes a varint from [*p, end). Returns 0 and advances *p, or -1 when the
  * bytes run out or the varint is longer than 64 bits. */

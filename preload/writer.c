@@ -498,6 +498,14 @@ static bool live_grow(void)
     live_block_t *t = mt__os_map(sizeof *t << bits);
     if (!t)
         return false;
+    /* Huge pages where the kernel has them: fewer faults and TLB misses
+     * for a table that is probed at random. Then write every page now: a
+     * lookup that reads an untouched page maps the shared zero page, and
+     * the first write to it then costs a copy and a TLB shootdown across
+     * the program's CPUs. */
+    if (sizeof *t << bits >= (2u << 20))
+        (void)madvise(t, sizeof *t << bits, MADV_HUGEPAGE);
+    memset(t, 0, sizeof *t << bits);
     live = t;
     live_bits = bits;
     uint64_t mask = (1ull << bits) - 1;
@@ -597,6 +605,7 @@ typedef struct cursor {
 } cursor_t;
 
 #define MAX_CURSORS 4096
+#define MATCH_AHEAD 8 /* events between a prefetch and its use */
 
 /* The seq of the event at c->pos, or UINT64_MAX when c has none left that
  * may be written this round (seq below horizon). */
@@ -679,6 +688,10 @@ static void order_rings(uint64_t horizon, bool all, uint64_t now)
         if (n > 2 && heap[2].seq < next)
             next = heap[2].seq;
         do {
+            /* The table is larger than the caches: ask for a later event's
+             * slot while this one is matched. */
+            if (c->pos + MATCH_AHEAD < c->end && live)
+                __builtin_prefetch(&live[live_home(c->r->slots[(c->pos + MATCH_AHEAD) & c->r->mask].ptr)], 1);
             match_event(&c->r->slots[c->pos & c->r->mask]);
             c->pos++;
             c->seq = cursor_seq(c, horizon);
@@ -769,7 +782,7 @@ static void drain(mt_ring_t *r)
                 }
             } else if (ev->op & W_REF) {
                 *opb |= MT_EV_MORE;
-                p = mt_put_varint(p, mt_zigzag((int64_t)(ev->ptr - prev_ref)));
+                p = mt_put_varint(p, mt_block_ref(ev->seq, ev->ptr, prev_ref));
                 prev_ref = ev->ptr;
             } else {
                 p = mt_put_varint(p, ev->ptr);

@@ -1120,3 +1120,38 @@ Test(trace_reader, a_markers_own_time_is_the_time_of_its_seq_for_every_command)
     cr_expect_geq(mt__trace_time_of(t, 6), 900);
     done(path, t);
 }
+
+/* Version 4 names a freed block by its age or by the change from the
+ * previous free's block, whichever is shorter; both must read back. */
+Test(trace_reader, block_references_read_back_by_age_and_by_change)
+{
+    /* Freed right after, the previous free long ago: the age is shorter. */
+    uint64_t r = mt_block_ref(1000000, 999999, 5);
+    cr_expect_eq(r & 1, 1, "by age");
+    cr_expect_eq(mt_varint_len(r), 1);
+    cr_expect_eq(mt_block_unref(1000000, r, 5), 999999);
+    /* Blocks dying in the order they were born: the change is shorter. */
+    r = mt_block_ref(1000000, 400003, 400001);
+    cr_expect_eq(r & 1, 0, "by change");
+    cr_expect_eq(mt_varint_len(r), 1);
+    cr_expect_eq(mt_block_unref(1000000, r, 400001), 400003);
+    /* And backwards. */
+    r = mt_block_ref(1000000, 400001, 400003);
+    cr_expect_eq(mt_block_unref(1000000, r, 400003), 400001);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint64_t seq = 2 + (x >> 20) % 1000000000ull;
+        uint64_t ref = 1 + (x >> 3) % (seq - 1);
+        uint64_t prev = (x * 31) % 2000000000ull;
+        uint64_t enc = mt_block_ref(seq, ref, prev);
+        cr_assert_eq(mt_block_unref(seq, enc, prev), ref, "seq %llu ref %llu prev %llu", (unsigned long long)seq,
+                     (unsigned long long)ref, (unsigned long long)prev);
+        cr_assert_leq(mt_varint_len(enc), mt_varint_len((seq - ref) << 1 | 1));
+    }
+    /* A reference to the free itself or later is no block. */
+    cr_expect_eq(mt_block_unref(10, 1, 3), 0, "age 0");
+    cr_expect_eq(mt_block_unref(10, mt_zigzag(7) << 1, 3), 0, "3 + 7 is the free's own seq");
+}

@@ -282,7 +282,7 @@ void mt_tb_alloc_v4(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t size, uint32
 void mt_tb_free_ref(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ref)
 {
     event_head(b, op | MT_EV_MORE, seq);
-    put_v(&b->events, mt_zigzag((int64_t)(ref - b->prev_ref)));
+    put_v(&b->events, mt_block_ref(seq, ref, b->prev_ref));
     b->prev_ref = ref;
     b->count++;
 }
