@@ -207,12 +207,7 @@ static inline int mt_op_frees(unsigned op) { return op >= MT_OP_FIRST_FREE && op
 /* Bytes of v as a varint. */
 static inline unsigned mt_varint_len(uint64_t v)
 {
-    unsigned n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
+    return (unsigned)(63 - __builtin_clzll(v | 1)) / 7 + 1;
 }
 
 

@@ -143,6 +143,7 @@ typedef struct mt_ring {
     uint32_t *w_map[MT_STACK_BLOCKS]; /* local stack id -> global id + 1 */
     uint32_t w_mapped;    /* local ids below this are mapped */
     uint64_t w_dropped;   /* drops already written as LOST */
+    uint64_t *w_notes;    /* per slot: what the ordering pass found (writer.c) */
     uint64_t w_end;       /* this round's events in seq order end here */
     uint64_t w_last_seq;  /* the seq of the last event written */
     uint64_t w_pend_pos;  /* a pending slot holding back the order, and since when */

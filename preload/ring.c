@@ -60,6 +60,12 @@ static mt_ring_t *ring_new(void)
     r->slots = mt__os_map((size_t)mt__config.ring_events * sizeof(mt_ring_event_t));
     if (!r->slots)
         return NULL; /* the struct stays in the arena: rings are never freed */
+    /* The writer's notes on the events stay apart from the slots: the
+     * writer writing into the slots' cache lines would make the producer
+     * fetch each line back from the writer's core when it wraps around. */
+    r->w_notes = mt__os_map((size_t)mt__config.ring_events * sizeof *r->w_notes);
+    if (!r->w_notes)
+        return NULL;
     r->st_mask = 1023;
     r->st_slots = mt__os_map((r->st_mask + 1) * sizeof(uint32_t));
     if (!r->st_slots)

@@ -112,21 +112,26 @@ static pthread_t writer_thread;
 typedef struct live_block {
     uint64_t ptr, seq;
 } live_block_t;
+#define HUGE_PAGE (2u << 20)
 #define LIVE_MIN_BITS 14
+#define LIVE_CACHED_BITS 16 /* a table this small stays in the cache: no prefetch */
 static live_block_t *live;
 static unsigned live_bits;
 static uint64_t live_count;
+static uint64_t live_limit; /* grow beyond this many blocks (3/4 full) */
 
 /* A slot that holds back the seq order (its thread is inside a hook) is
  * waited for this long; a thread stuck there longer (stopped, or one that
  * left a hook by longjmp) no longer holds the other rings back. */
 #define PENDING_PATIENCE_NS 200000000ull
 
-/* What the ordering pass tells drain about an event, in the op's high bits. */
-#define W_REF 0x100u  /* a free of the block allocated at seq ptr */
-#define W_REPL 0x200u /* an allocation over a block (seq ptr) whose free was lost */
-#define W_RAW 0x400u  /* an allocation not remembered: named by its address */
-#define W_OP(op) ((op) & 0xffu)
+/* What the ordering pass tells drain about an event, in the ring's note
+ * for its slot: a kind in the top two bits, a seq below them. */
+#define W_REF (1ull << 62)  /* a free of the block allocated at seq */
+#define W_REPL (2ull << 62) /* an allocation over a block (seq) whose free was lost */
+#define W_RAW (3ull << 62)  /* an allocation not remembered: named by its address */
+#define W_KIND(note) ((note) & (3ull << 62))
+#define W_SEQ(note) ((note) & ~(3ull << 62))
 
 static void futex_wake(_Atomic uint32_t *w)
 {
@@ -488,24 +493,36 @@ static inline uint64_t live_home(uint64_t ptr)
     return (ptr * 0x9E3779B97F4A7C15ull) >> (64 - live_bits);
 }
 
-static bool live_grow(void)
+static __attribute__((noinline, cold)) bool live_grow(void)
 {
     unsigned bits = live ? live_bits + 1 : LIVE_MIN_BITS;
     if (bits > 40)
         return false;
     live_block_t *old = live;
     uint64_t old_cap = old ? 1ull << live_bits : 0;
-    live_block_t *t = mt__os_map(sizeof *t << bits);
-    if (!t)
+    size_t bytes = sizeof(live_block_t) << bits;
+    live_block_t *t;
+    if (bytes >= HUGE_PAGE) {
+        /* Huge pages where the kernel has them (they must be aligned):
+         * fewer faults and TLB misses for a table probed at random. */
+        uint8_t *raw = mt__os_map(bytes + HUGE_PAGE);
+        if (!raw)
+            return false;
+        uint8_t *a = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+        if (a > raw)
+            munmap(raw, (size_t)(a - raw));
+        munmap(a + bytes, (size_t)(raw + HUGE_PAGE - a));
+        (void)madvise(a, bytes, MADV_HUGEPAGE);
+        t = (live_block_t *)a;
+    } else if (!(t = mt__os_map(bytes))) {
         return false;
-    /* Huge pages where the kernel has them: fewer faults and TLB misses
-     * for a table that is probed at random. Then write every page now: a
-     * lookup that reads an untouched page maps the shared zero page, and
-     * the first write to it then costs a copy and a TLB shootdown across
-     * the program's CPUs. */
-    if (sizeof *t << bits >= (2u << 20))
-        (void)madvise(t, sizeof *t << bits, MADV_HUGEPAGE);
-    memset(t, 0, sizeof *t << bits);
+    }
+    /* Have every page now: a lookup that reads an untouched page maps the
+     * shared zero page, and the first write to it then costs a copy and a
+     * TLB shootdown across the program's CPUs. The kernel's zeroed pages
+     * need no writing (kernels before 5.14: written here). */
+    if (madvise(t, bytes, MADV_POPULATE_WRITE) != 0)
+        memset(t, 0, bytes);
     live = t;
     live_bits = bits;
     uint64_t mask = (1ull << bits) - 1;
@@ -522,13 +539,24 @@ static bool live_grow(void)
     return true;
 }
 
+/* Grows the table for one more block; false when it is full and cannot
+ * grow (it then still takes blocks up to 7/8 full, so probes end). */
+static __attribute__((noinline, cold)) bool live_room(void)
+{
+    uint64_t cap = live ? 1ull << live_bits : 0;
+    if (live_grow()) {
+        live_limit = (3ull << live_bits) / 4;
+        return true;
+    }
+    return (live_count + 1) * 8 <= cap * 7;
+}
+
 /* Remembers the block at ptr as allocated at seq. Returns 1, or 2 when
  * the address held a block whose free never came (*old its seq), or 0 when
  * the table is full and cannot grow. */
-static int live_put(uint64_t ptr, uint64_t seq, uint64_t *old)
+static inline int live_put(uint64_t ptr, uint64_t seq, uint64_t *old)
 {
-    uint64_t cap = live ? 1ull << live_bits : 0;
-    if ((live_count + 1) * 4 > cap * 3 && !live_grow() && (live_count + 1) * 8 > cap * 7)
+    if (MT_UNLIKELY(live_count >= live_limit) && !live_room())
         return 0;
     uint64_t mask = (1ull << live_bits) - 1;
     uint64_t i = live_home(ptr);
@@ -546,7 +574,7 @@ static int live_put(uint64_t ptr, uint64_t seq, uint64_t *old)
 
 /* Forgets the block at ptr; returns the seq of its allocation, or 0 when
  * no live block is known there. */
-static uint64_t live_take(uint64_t ptr)
+static inline uint64_t live_take(uint64_t ptr)
 {
     if (!live)
         return 0;
@@ -572,28 +600,28 @@ static uint64_t live_take(uint64_t ptr)
     return seq;
 }
 
-/* Decides what an event says about its block, in seq order. */
-static void match_event(mt_ring_event_t *ev)
+/* Decides what the event in slot pos of r says about its block, in seq
+ * order, and notes it for drain. */
+static inline __attribute__((always_inline)) void match_event(mt_ring_t *r, uint64_t pos)
 {
-    unsigned op = ev->op;
-    if (mt_op_allocates(op)) {
+    const mt_ring_event_t *ev = &r->slots[pos & r->mask];
+    uint64_t note = 0;
+    if (mt_op_allocates(ev->op)) {
         uint64_t old = 0;
         switch (live_put(ev->ptr, ev->seq, &old)) {
         case 0:
-            ev->op = op | W_RAW;
+            note = W_RAW;
             break;
         case 2:
-            ev->op = op | W_REPL;
-            ev->ptr = old;
+            note = W_REPL | old;
             break;
         }
-    } else if (mt_op_frees(op)) {
+    } else if (mt_op_frees(ev->op)) {
         uint64_t seq = live_take(ev->ptr);
-        if (seq) {
-            ev->op = op | W_REF;
-            ev->ptr = seq;
-        }
+        if (seq)
+            note = W_REF | seq;
     }
+    r->w_notes[pos & r->mask] = note;
 }
 
 /* ---- putting the rings in order ---- */
@@ -605,11 +633,12 @@ typedef struct cursor {
 } cursor_t;
 
 #define MAX_CURSORS 4096
+#define SUBROUND_EVENTS 4096 /* events per ring matched, then written */
 #define MATCH_AHEAD 8 /* events between a prefetch and its use */
 
 /* The seq of the event at c->pos, or UINT64_MAX when c has none left that
  * may be written this round (seq below horizon). */
-static uint64_t cursor_seq(cursor_t *c, uint64_t horizon)
+static inline uint64_t cursor_seq(cursor_t *c, uint64_t horizon)
 {
     if (c->pos < c->end) {
         uint64_t seq = __atomic_load_n(&c->r->slots[c->pos & c->r->mask].seq, __ATOMIC_ACQUIRE);
@@ -637,16 +666,19 @@ static void heap_down(cursor_t *h, size_t n, size_t i)
     }
 }
 
-/* Decides which events of each ring this round writes (r->w_end) and
- * matches their frees to allocations, in seq order across all rings. Every
+/* Decides which events of each ring this round writes next (r->w_end) and
+ * matches their frees to allocations, in seq order across all rings.
+ * Returns true when it stopped short of the horizon to keep the step
+ * small (SUBROUND_EVENTS), and should be called again after drain. Every
  * event whose seq is below the horizon is in a ring by now, committed,
  * except behind a pending slot, which lowers the horizon to just above the
  * last seq before it (a thread's seqs grow). With all set (exit, exec, a
  * flush), pending slots hold nothing back: what is committed is written. */
-static void order_rings(uint64_t horizon, bool all, uint64_t now)
+static bool order_rings(uint64_t horizon, bool all, uint64_t now)
 {
     static cursor_t heap[MAX_CURSORS];
     size_t n = 0;
+    uint64_t cap = UINT64_MAX;
     for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next) {
         uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
         uint64_t end = r->w_head;
@@ -661,6 +693,11 @@ static void order_rings(uint64_t horizon, bool all, uint64_t now)
             if (!all && now - r->w_pend_since < PENDING_PATIENCE_NS && before + 1 < horizon)
                 horizon = before + 1;
         }
+        if (end - t > SUBROUND_EVENTS) {
+            uint64_t seq = r->slots[(t + SUBROUND_EVENTS) & r->mask].seq;
+            if (seq && seq < cap)
+                cap = seq;
+        }
         if (end > t && n < MAX_CURSORS)
             heap[n++] = (cursor_t){r, t, end, 0};
         else if (end > t)
@@ -668,6 +705,9 @@ static void order_rings(uint64_t horizon, bool all, uint64_t now)
     }
     if (all)
         horizon = UINT64_MAX;
+    bool cut = cap < horizon;
+    if (cut)
+        horizon = cap;
     size_t live_n = 0;
     for (size_t i = 0; i < n; i++) {
         heap[i].seq = cursor_seq(&heap[i], horizon);
@@ -690,9 +730,9 @@ static void order_rings(uint64_t horizon, bool all, uint64_t now)
         do {
             /* The table is larger than the caches: ask for a later event's
              * slot while this one is matched. */
-            if (c->pos + MATCH_AHEAD < c->end && live)
+            if (live_bits > LIVE_CACHED_BITS && c->pos + MATCH_AHEAD < c->end)
                 __builtin_prefetch(&live[live_home(c->r->slots[(c->pos + MATCH_AHEAD) & c->r->mask].ptr)], 1);
-            match_event(&c->r->slots[c->pos & c->r->mask]);
+            match_event(c->r, c->pos);
             c->pos++;
             c->seq = cursor_seq(c, horizon);
         } while (c->seq < next);
@@ -709,9 +749,10 @@ static void order_rings(uint64_t horizon, bool all, uint64_t now)
             continue;
         cursor_t c = {r, atomic_load_explicit(&r->tail, memory_order_relaxed), r->w_head, 0};
         while (cursor_seq(&c, horizon) != UINT64_MAX)
-            match_event(&r->slots[c.pos++ & r->mask]);
+            match_event(r, c.pos++);
         r->w_end = c.pos;
     }
+    return cut;
 }
 
 /* ---- rings ---- */
@@ -746,8 +787,8 @@ static void drain(mt_ring_t *r)
         p = mt_put_varint(p, prev_seq);
         for (uint64_t i = 0; i < k; i++) {
             const mt_ring_event_t *ev = &r->slots[(t + i) & r->mask];
-            unsigned op = W_OP(ev->op);
-            r->w_last_seq = ev->seq;
+            unsigned op = ev->op;
+            uint64_t note = r->w_notes[(t + i) & r->mask];
             if (op == MT_EV_MARKER_OP) {
                 if (nmarkers < sizeof markers / sizeof markers[0])
                     markers[nmarkers++] = (pending_marker_t){
@@ -772,23 +813,24 @@ static void drain(mt_ring_t *r)
             if (mt_op_allocates(op)) {
                 p = mt_put_varint(p, ev->size);
                 p = mt_put_varint(p, gid - 1);
-                if (ev->op & W_REPL) {
+                if (W_KIND(note) == W_REPL) {
                     *opb |= MT_EV_MORE;
-                    p = mt_put_varint(p, ev->seq - ev->ptr);
-                } else if (ev->op & W_RAW) {
+                    p = mt_put_varint(p, ev->seq - W_SEQ(note));
+                } else if (W_KIND(note) == W_RAW) {
                     *opb |= MT_EV_MORE;
                     p = mt_put_varint(p, 0);
                     p = mt_put_varint(p, ev->ptr);
                 }
-            } else if (ev->op & W_REF) {
+            } else if (W_KIND(note) == W_REF) {
                 *opb |= MT_EV_MORE;
-                p = mt_put_varint(p, mt_block_ref(ev->seq, ev->ptr, prev_ref));
-                prev_ref = ev->ptr;
+                p = mt_put_varint(p, mt_block_ref(ev->seq, W_SEQ(note), prev_ref));
+                prev_ref = W_SEQ(note);
             } else {
                 p = mt_put_varint(p, ev->ptr);
             }
             count++;
         }
+        r->w_last_seq = r->slots[(t + k - 1) & r->mask].seq;
         for (int b = 0; b < 5; b++)
             count_at[b] = (uint8_t)(((count >> (7 * b)) & 0x7f) | (b < 4 ? 0x80 : 0));
         if (count) {
@@ -837,13 +879,18 @@ static void round_once(bool all)
             emit_marker(atomic_fetch_add(&mt__seq, 1), now - start_ns, 0, l);
         next_interval_ns = now + (uint64_t)mt__config.snapshot_interval_ms * 1000000ull;
     }
-    order_rings(horizon, all, now);
-    for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next)
-        if (r->w_end != atomic_load_explicit(&r->tail, memory_order_relaxed) ||
-            atomic_load_explicit(&r->st_count, memory_order_relaxed) != r->w_mapped ||
-            atomic_load_explicit(&r->state, memory_order_relaxed) == MT_RING_EXITED ||
-            atomic_load_explicit(&r->dropped, memory_order_relaxed) != r->w_dropped)
-            drain(r);
+    /* In steps of a few thousand events per ring, so that the events
+     * matched are still in the cache when they are written. */
+    bool more;
+    do {
+        more = order_rings(horizon, all, now);
+        for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next)
+            if (r->w_end != atomic_load_explicit(&r->tail, memory_order_relaxed) ||
+                atomic_load_explicit(&r->st_count, memory_order_relaxed) != r->w_mapped ||
+                atomic_load_explicit(&r->state, memory_order_relaxed) == MT_RING_EXITED ||
+                atomic_load_explicit(&r->dropped, memory_order_relaxed) != r->w_dropped)
+                drain(r);
+    } while (more);
     emit_time();
     out_flush();
     if (need_rescan && now - last_rescan_ns > 50000000ull) {
@@ -1158,4 +1205,5 @@ void mt__writer_after_fork(void)
     live = NULL;
     live_bits = 0;
     live_count = 0;
+    live_limit = 0;
 }
