@@ -112,13 +112,12 @@ static pthread_t writer_thread;
 typedef struct live_block {
     uint64_t ptr, seq;
 } live_block_t;
-#define HUGE_PAGE (2u << 20)
 #define LIVE_MIN_BITS 14
 #define LIVE_CACHED_BITS 16 /* a table this small stays in the cache: no prefetch */
 static live_block_t *live;
 static unsigned live_bits;
 static uint64_t live_count;
-static uint64_t live_limit; /* grow beyond this many blocks (3/4 full) */
+static uint64_t live_limit; /* grow beyond this many blocks (half full: short probes) */
 
 /* A slot that holds back the seq order (its thread is inside a hook) is
  * waited for this long; a thread stuck there longer (stopped, or one that
@@ -501,22 +500,11 @@ static __attribute__((noinline, cold)) bool live_grow(void)
     live_block_t *old = live;
     uint64_t old_cap = old ? 1ull << live_bits : 0;
     size_t bytes = sizeof(live_block_t) << bits;
-    live_block_t *t;
-    if (bytes >= HUGE_PAGE) {
-        /* Huge pages where the kernel has them (they must be aligned):
-         * fewer faults and TLB misses for a table probed at random. */
-        uint8_t *raw = mt__os_map(bytes + HUGE_PAGE);
-        if (!raw)
-            return false;
-        uint8_t *a = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-        if (a > raw)
-            munmap(raw, (size_t)(a - raw));
-        munmap(a + bytes, (size_t)(raw + HUGE_PAGE - a));
-        (void)madvise(a, bytes, MADV_HUGEPAGE);
-        t = (live_block_t *)a;
-    } else if (!(t = mt__os_map(bytes))) {
+    /* Small pages: asking for huge ones (MADV_HUGEPAGE) made the kernel
+     * compact memory at each fault, and the python benchmark slower. */
+    live_block_t *t = mt__os_map(bytes);
+    if (!t)
         return false;
-    }
     /* Have every page now: a lookup that reads an untouched page maps the
      * shared zero page, and the first write to it then costs a copy and a
      * TLB shootdown across the program's CPUs. The kernel's zeroed pages
@@ -545,7 +533,7 @@ static __attribute__((noinline, cold)) bool live_room(void)
 {
     uint64_t cap = live ? 1ull << live_bits : 0;
     if (live_grow()) {
-        live_limit = (3ull << live_bits) / 4;
+        live_limit = (1ull << live_bits) / 2;
         return true;
     }
     return (live_count + 1) * 8 <= cap * 7;
