@@ -117,7 +117,7 @@ typedef struct live_block {
 static live_block_t *live;
 static unsigned live_bits;
 static uint64_t live_count;
-static uint64_t live_limit; /* grow beyond this many blocks (half full: short probes) */
+static uint64_t live_limit; /* grow beyond this many blocks (3/4 full) */
 
 /* A slot that holds back the seq order (its thread is inside a hook) is
  * waited for this long; a thread stuck there longer (stopped, or one that
@@ -533,7 +533,7 @@ static __attribute__((noinline, cold)) bool live_room(void)
 {
     uint64_t cap = live ? 1ull << live_bits : 0;
     if (live_grow()) {
-        live_limit = (1ull << live_bits) / 2;
+        live_limit = (3ull << live_bits) / 4;
         return true;
     }
     return (live_count + 1) * 8 <= cap * 7;
