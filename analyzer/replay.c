@@ -117,7 +117,7 @@ static void table_free(mt_block_t *b, size_t cap)
  * taking the low bits would not, and it is cheaper than a full mixer. */
 static size_t block_home(const mt_replay_t *r, uint64_t ptr)
 {
-    if (ptr >> 63 && r->blocks_shift <= 64 - 6) {
+    if (ptr >> 63 && r->blocks_shift < 64 - 6) {
         /* A block named by its allocation's seq (version 4): runs of 64
          * allocations land side by side, the runs spread by Fibonacci
          * hashing. Programs often free blocks in about the order they

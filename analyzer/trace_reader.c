@@ -613,6 +613,8 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
         return NULL;
     if (d->refs) {
         uint64_t seq = d->seq + delta, key, x, replaces = 0;
+        if (seq >> 63)
+            return NULL; /* block keys need the top bit */
         if (allocates) {
             if (!fast_varint(&p, &size) || !fast_varint(&p, &stack) || stack > UINT32_MAX)
                 return NULL;
@@ -696,6 +698,10 @@ static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *pa
         return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", off,
                       mt__op_name(op));
     uint64_t seq = d->seq + delta;
+    if (seq >> 63)
+        return errorf(err, path, -EINVAL,
+                      "offset %" PRIu64 ": %s event: seq %" PRIu64 " is out of range (at most 2^63 - 1)", off,
+                      mt__op_name(op), seq);
     if (mt_op_allocates(op)) {
         q = d->p;
         what = "size";
@@ -741,11 +747,17 @@ static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *pa
             goto bad_varint;
         if (flags & MT_EV_MORE) {
             uint64_t ref = mt_block_unref(seq, x, d->ref);
-            if (ref == 0)
+            if (ref == 0) {
+                if (x & 1)
+                    return errorf(err, path, -EINVAL,
+                                  "offset %" PRIu64 ": %s event at seq %" PRIu64 " frees a block %" PRIu64
+                                  " events old, not allocated before it",
+                                  off, mt__op_name(op), seq, x >> 1);
                 return errorf(err, path, -EINVAL,
                               "offset %" PRIu64 ": %s event at seq %" PRIu64
-                              " frees a block (reference %" PRIu64 ") not allocated before it",
-                              off, mt__op_name(op), seq, x);
+                              " frees the block allocated at seq %" PRIu64 ", not allocated before it",
+                              off, mt__op_name(op), seq, d->ref + (uint64_t)mt_unzigzag(x >> 1));
+            }
             d->ref = ref;
             key = MT_BLOCK_KEY(ref);
         } else if (x >> 63) {

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,6 +119,10 @@ static live_block_t *live;
 static unsigned live_bits;
 static uint64_t live_count;
 static uint64_t live_limit; /* grow beyond this many blocks (3/4 full) */
+/* The table's mapping and its bits in one word (the mapping is page
+ * aligned), stored once the table is in use: a fork child unmaps what it
+ * says, whatever step of a growth the parent's writer was at. */
+static _Atomic uint64_t live_map;
 
 /* A slot that holds back the seq order (its thread is inside a hook) is
  * waited for this long; a thread stuck there longer (stopped, or one that
@@ -129,6 +134,7 @@ static uint64_t live_limit; /* grow beyond this many blocks (3/4 full) */
 #define W_REF (1ull << 62)  /* a free of the block allocated at seq */
 #define W_REPL (2ull << 62) /* an allocation over a block (seq) whose free was lost */
 #define W_RAW (3ull << 62)  /* an allocation not remembered: named by its address */
+#define W_LOST UINT64_MAX    /* an allocation whose stack could not be stored: left out */
 #define W_KIND(note) ((note) & (3ull << 62))
 #define W_SEQ(note) ((note) & ~(3ull << 62))
 
@@ -522,6 +528,7 @@ static __attribute__((noinline, cold)) bool live_grow(void)
             j = (j + 1) & mask;
         live[j] = old[i];
     }
+    atomic_store_explicit(&live_map, (uint64_t)(uintptr_t)t | bits, memory_order_relaxed);
     if (old)
         munmap(old, sizeof *old * old_cap);
     return true;
@@ -539,30 +546,10 @@ static __attribute__((noinline, cold)) bool live_room(void)
     return (live_count + 1) * 8 <= cap * 7;
 }
 
-/* Remembers the block at ptr as allocated at seq. Returns 1, or 2 when
- * the address held a block whose free never came (*old its seq), or 0 when
- * the table is full and cannot grow. */
-static inline int live_put(uint64_t ptr, uint64_t seq, uint64_t *old)
-{
-    if (MT_UNLIKELY(live_count >= live_limit) && !live_room())
-        return 0;
-    uint64_t mask = (1ull << live_bits) - 1;
-    uint64_t i = live_home(ptr);
-    for (; live[i].ptr; i = (i + 1) & mask) {
-        if (live[i].ptr == ptr) {
-            *old = live[i].seq;
-            live[i].seq = seq;
-            return 2;
-        }
-    }
-    live[i] = (live_block_t){ptr, seq};
-    live_count++;
-    return 1;
-}
-
-/* Forgets the block at ptr; returns the seq of its allocation, or 0 when
- * no live block is known there. */
-static inline uint64_t live_take(uint64_t ptr)
+/* Forgets the block at ptr allocated before seq `before`; returns the seq
+ * of its allocation, or 0 when no such live block is known (a block at
+ * ptr allocated later stays: this free reached the writer out of order). */
+static inline uint64_t live_take(uint64_t ptr, uint64_t before)
 {
     if (!live)
         return 0;
@@ -572,6 +559,8 @@ static inline uint64_t live_take(uint64_t ptr)
         if (!live[i].ptr)
             return 0;
     uint64_t seq = live[i].seq;
+    if (seq >= before)
+        return 0;
     /* Backward shift: move up every later entry of the run that may sit here. */
     for (uint64_t j = i;;) {
         j = (j + 1) & mask;
@@ -588,6 +577,35 @@ static inline uint64_t live_take(uint64_t ptr)
     return seq;
 }
 
+/* Remembers the block at ptr as allocated at seq. Returns 1; or 2 when
+ * the address held an earlier block whose free never came (*old its
+ * seq), which it replaces; or 0 when the block cannot be remembered: the
+ * table is full and cannot grow (an earlier block at the address is then
+ * forgotten, so that no later free is charged to it), or the table holds
+ * a later block at the address (this allocation reached the writer out
+ * of order). */
+static inline int live_put(uint64_t ptr, uint64_t seq, uint64_t *old)
+{
+    if (MT_UNLIKELY(live_count >= live_limit) && !live_room()) {
+        (void)live_take(ptr, seq);
+        return 0;
+    }
+    uint64_t mask = (1ull << live_bits) - 1;
+    uint64_t i = live_home(ptr);
+    for (; live[i].ptr; i = (i + 1) & mask) {
+        if (live[i].ptr == ptr) {
+            if (live[i].seq > seq)
+                return 0;
+            *old = live[i].seq;
+            live[i].seq = seq;
+            return 2;
+        }
+    }
+    live[i] = (live_block_t){ptr, seq};
+    live_count++;
+    return 1;
+}
+
 /* Decides what the event in slot pos of r says about its block, in seq
  * order, and notes it for drain. */
 static inline __attribute__((always_inline)) void match_event(mt_ring_t *r, uint64_t pos)
@@ -596,6 +614,10 @@ static inline __attribute__((always_inline)) void match_event(mt_ring_t *r, uint
     uint64_t note = 0;
     if (mt_op_allocates(ev->op)) {
         uint64_t old = 0;
+        if (MT_UNLIKELY(!mapped(r, ev->stack))) {
+            r->w_notes[pos & r->mask] = W_LOST; /* never written: never remembered */
+            return;
+        }
         switch (live_put(ev->ptr, ev->seq, &old)) {
         case 0:
             note = W_RAW;
@@ -605,7 +627,7 @@ static inline __attribute__((always_inline)) void match_event(mt_ring_t *r, uint
             break;
         }
     } else if (mt_op_frees(ev->op)) {
-        uint64_t seq = live_take(ev->ptr);
+        uint64_t seq = live_take(ev->ptr, ev->seq);
         if (seq)
             note = W_REF | seq;
     }
@@ -620,7 +642,36 @@ typedef struct cursor {
     uint64_t pos, end, seq;
 } cursor_t;
 
-#define MAX_CURSORS 4096
+/* One cursor per ring with events, grown with the number of rings. */
+static cursor_t *heap;
+static size_t heap_cap;
+
+static __attribute__((noinline, cold)) bool heap_grow(void)
+{
+    size_t cap = heap_cap ? heap_cap * 2 : 256;
+    cursor_t *h = mt__os_map(cap * sizeof *h);
+    if (!h)
+        return false;
+    if (heap) {
+        memcpy(h, heap, heap_cap * sizeof *h);
+        munmap(heap, heap_cap * sizeof *h);
+    }
+    heap = h;
+    heap_cap = cap;
+    return true;
+}
+
+/* With every committed event to be written (exit, exec, a flush), a slot
+ * still pending would be matched after later events: wait for it a
+ * little (a thread inside realloc commits within microseconds, unless
+ * it is preempted: up to 100 ms in all, from the start of the round). */
+#define ALL_WAIT_NS 100000000ull
+
+static void wait_committed(const mt_ring_event_t *slot, uint64_t since)
+{
+    while (!__atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) && mt__os_now_ns() - since < ALL_WAIT_NS)
+        sched_yield();
+}
 #define SUBROUND_EVENTS 4096 /* events per ring matched, then written */
 #define MATCH_AHEAD 8 /* events between a prefetch and its use */
 
@@ -664,13 +715,15 @@ static void heap_down(cursor_t *h, size_t n, size_t i)
  * flush), pending slots hold nothing back: what is committed is written. */
 static bool order_rings(uint64_t horizon, bool all, uint64_t now)
 {
-    static cursor_t heap[MAX_CURSORS];
     size_t n = 0;
     uint64_t cap = UINT64_MAX;
     for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next) {
         uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
         uint64_t end = r->w_head;
         r->w_end = t;
+        map_stacks(r); /* matching leaves out allocations whose stack is not stored */
+        if (all && end > t)
+            wait_committed(&r->slots[(end - 1) & r->mask], now);
         if (end > t && !__atomic_load_n(&r->slots[(end - 1) & r->mask].seq, __ATOMIC_ACQUIRE)) {
             end--;
             if (r->w_pend_pos != end + 1) {
@@ -686,10 +739,10 @@ static bool order_rings(uint64_t horizon, bool all, uint64_t now)
             if (seq && seq < cap)
                 cap = seq;
         }
-        if (end > t && n < MAX_CURSORS)
+        if (end > t && (n < heap_cap || heap_grow()))
             heap[n++] = (cursor_t){r, t, end, 0};
         else if (end > t)
-            r->w_end = UINT64_MAX; /* beyond the cursors: matched below in ring order */
+            r->w_end = UINT64_MAX; /* no memory for a cursor: matched below in ring order */
     }
     if (all)
         horizon = UINT64_MAX;
@@ -730,8 +783,9 @@ static bool order_rings(uint64_t horizon, bool all, uint64_t now)
         }
         heap_down(heap, n, 0);
     }
-    /* More rings than cursors (thousands of threads at once): their events
-     * are matched in ring order, after the others. */
+    /* Rings without a cursor (the cursors could not grow): their events
+     * are matched in ring order, after the others; the table's seq checks
+     * keep that from charging a free to a later block. */
     for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next) {
         if (r->w_end != UINT64_MAX)
             continue;
@@ -786,7 +840,7 @@ static void drain(mt_ring_t *r)
             if (op == MT_EV_NOP_OP)
                 continue;
             uint32_t gid = 0;
-            if (mt_op_allocates(op) && !(gid = mapped(r, ev->stack))) {
+            if (mt_op_allocates(op) && (note == W_LOST || !(gid = mapped(r, ev->stack)))) {
                 lost++; /* its stack could not be stored */
                 continue;
             }
@@ -1188,8 +1242,10 @@ void mt__writer_after_fork(void)
     need_rescan = false;
     /* The parent's blocks are the parent's: here their frees are frees of
      * blocks the trace never saw allocated. */
-    if (live)
-        munmap(live, sizeof *live << live_bits);
+    uint64_t map = atomic_load_explicit(&live_map, memory_order_relaxed);
+    if (map)
+        munmap((void *)(uintptr_t)(map & ~(uint64_t)0xfff), sizeof(live_block_t) << (map & 0xfff));
+    atomic_store_explicit(&live_map, 0, memory_order_relaxed);
     live = NULL;
     live_bits = 0;
     live_count = 0;

@@ -720,3 +720,29 @@ Test(replay, version_4_free_of_a_block_not_allocated_before_it_is_an_error)
     unlink(path);
     free(path);
 }
+
+Test(replay, version_4_seq_at_or_above_2_63_is_an_error)
+{
+    /* Block keys use the top bit: a version 4 seq never reaches it. */
+    mt_tb_t *b = new_trace(1);
+    mt_tb_set_version(b, 4);
+    mt_tb_chunk_begin(b, 0, 101, (1ull << 63) - 1);
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, (1ull << 63) - 1, 100, 0, 0, 0);
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 1ull << 63, 100, 0, 0, 0);
+    mt_tb_chunk_end(b);
+    char *path = mt_tb_write_temp(b);
+    mt_tb_destroy(b);
+    char err[512] = "";
+    mt_trace_t *t = NULL;
+    int rc = mt__trace_open(path, &t, err, sizeof err);
+    mt_replay_t *r = NULL;
+    if (rc == 0) {
+        cr_expect_lt(mt__replay_run(t, NULL, &r), 0);
+        snprintf(err, sizeof err, "%s", mt__trace_error(t));
+    }
+    cr_expect(strstr(err, "is out of range (at most 2^63 - 1)") && strstr(err, "offset "), "%s", err);
+    mt__replay_free(r);
+    mt__trace_close(t);
+    unlink(path);
+    free(path);
+}

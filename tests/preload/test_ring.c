@@ -47,6 +47,9 @@ typedef struct plan {
     unsigned marker_every; /* a snapshot marker after every N allocations, 0 = none */
     bool flush_midway;    /* producers also ask for non-final flushes */
     bool shared;          /* addresses come from a pool all producers share */
+    unsigned window;      /* keep this many blocks live, freed in random order (0: free at once) */
+    bool flusher;         /* another thread asks for a flush every millisecond */
+    unsigned stall_ms;    /* shared: producer 0 stalls this long once inside a free's window */
 } plan_t;
 
 typedef struct producer {
@@ -96,6 +99,14 @@ static unsigned stack_of(const plan_t *p, unsigned i)
     return (i * 13u) % (p->own_stacks + SHARED_STACKS);
 }
 
+/* Pushes the free of the block at ptr. */
+static void push_free(mt_ring_t *r, uint64_t ptr)
+{
+    mt_ring_event_t *slot = mt__ring_reserve(r);
+    cr_assert(slot, "no slot");
+    mt__ring_commit(slot, mt__next_seq(), ptr, 0, 0, MT_OP_FREE);
+}
+
 static void *produce(void *arg)
 {
     producer_t *pr = arg;
@@ -103,6 +114,9 @@ static void *produce(void *arg)
     mt_ring_t *r = mt__ring_get();
     cr_assert(r, "no ring for producer %u", pr->id);
     pr->tid = (uint32_t)syscall(SYS_gettid);
+    unsigned *live = calloc(p->window + 1, sizeof *live), nlive = 0;
+    cr_assert(live);
+    uint64_t rnd = 0x9E3779B97F4A7C15ull * (pr->id + 1);
     for (unsigned i = 0; i < p->events; i++) {
         uint64_t frames[8] = {0};
         uint32_t depth = frames_of(pr->id, stack_of(p, i), frames);
@@ -126,18 +140,32 @@ static void *produce(void *arg)
         uint64_t seq = mt__next_seq();
         mt__ring_commit(slot, seq, ptr, size_of(pr->id, i), stack, MT_OP_MALLOC);
         alloc_seqs[(size_t)pr->id * p->events + i] = seq;
-        slot = mt__ring_reserve(r);
-        cr_assert(slot, "producer %u: no slot", pr->id);
-        seq = mt__next_seq();
-        if (p->shared) {
-            /* Like realloc's free half: the address is given back (the
-             * real realloc) before the event is committed, so another
-             * thread may allocate it, and commit, first. */
-            atomic_store(&pool[slot_no], 0);
-            if (i % 64 == 0)
-                sched_yield();
+        if (p->window) {
+            /* Many live blocks, freed in random order: the writer's
+             * address table fills, collides and shifts on deletion. */
+            live[nlive++] = i;
+            if (nlive > p->window) {
+                rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+                unsigned k = (unsigned)((rnd >> 33) % nlive);
+                push_free(r, ptr_of(pr->id, live[k]));
+                live[k] = live[--nlive];
+            }
+        } else {
+            slot = mt__ring_reserve(r);
+            cr_assert(slot, "producer %u: no slot", pr->id);
+            seq = mt__next_seq();
+            if (p->shared) {
+                /* Like realloc's free half: the address is given back (the
+                 * real realloc) before the event is committed, so another
+                 * thread may allocate it, and commit, first. */
+                atomic_store(&pool[slot_no], 0);
+                if (i % 64 == 0)
+                    sched_yield();
+                if (p->stall_ms && pr->id == 0 && i == p->events / 2)
+                    usleep(p->stall_ms * 1000u);
+            }
+            mt__ring_commit(slot, seq, ptr, 0, 0, MT_OP_FREE);
         }
-        mt__ring_commit(slot, seq, ptr, 0, 0, MT_OP_FREE);
         if (p->marker_every && (i + 1) % p->marker_every == 0) {
             mt_ring_event_t *mslot = mt__ring_reserve(r);
             cr_assert(mslot);
@@ -145,6 +173,27 @@ static void *produce(void *arg)
         }
         if (p->flush_midway && i == p->events / 2)
             mt__writer_flush(MT_FLUSH_PLAIN, 10000);
+    }
+    while (nlive) {
+        rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned k = (unsigned)((rnd >> 33) % nlive);
+        push_free(r, ptr_of(pr->id, live[k]));
+        live[k] = live[--nlive];
+    }
+    free(live);
+    return NULL;
+}
+
+static _Atomic int producers_done;
+
+/* Asks for a flush every millisecond until the producers are done: every
+ * flush writes all that is committed, while producers sit inside frees. */
+static void *flush_often(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&producers_done)) {
+        mt__writer_flush(MT_FLUSH_PLAIN, 10000);
+        usleep(1000);
     }
     return NULL;
 }
@@ -188,6 +237,10 @@ static void run_plan(const plan_t *p, producer_t *prs)
 {
     cr_assert_leq(p->producers, MAX_PRODUCERS);
     uint32_t label = p->marker_every ? mt__label_intern("ring-test") : 0;
+    pthread_t flusher;
+    atomic_store(&producers_done, 0);
+    if (p->flusher)
+        cr_assert_eq(pthread_create(&flusher, NULL, flush_often, NULL), 0);
     for (unsigned w = 0; w < p->waves; w++) {
         pthread_t threads[MAX_PRODUCERS];
         for (unsigned k = 0; k < p->producers; k++) {
@@ -198,6 +251,9 @@ static void run_plan(const plan_t *p, producer_t *prs)
         for (unsigned k = 0; k < p->producers; k++)
             pthread_join(threads[k], NULL);
     }
+    atomic_store(&producers_done, 1);
+    if (p->flusher)
+        pthread_join(flusher, NULL);
 }
 
 /* ---- checks ---- */
@@ -246,6 +302,23 @@ static void check_merged(const plan_t *p, const producer_t *prs)
                  "%zu stacks, expected %u per producer and %u shared", info->nstacks, p->own_stacks,
                  SHARED_STACKS);
     cr_expect_eq(info->nmarkers, n * per_producer_markers);
+    if (p->stall_ms) {
+        /* Out of order, the stalled free may be written by address and the
+         * reuse of its address as a lost free: what is promised is a
+         * trace that reads, with every event. */
+        mt_event_t e;
+        uint64_t c = 0;
+        int r2;
+        mt__trace_rewind(tr.t);
+        while ((r2 = mt__trace_next(tr.t, &e)) == 1)
+            c++;
+        cr_expect_eq(r2, 0, "reader: %s", mt__trace_error(tr.t));
+        cr_expect_eq(c, total);
+        mt_e2e_trace_close(&tr);
+        free(seen);
+        free(owner);
+        return;
+    }
 
     faults_t order = {0}, unknown = {0}, tids = {0}, twice = {0}, sizes = {0}, stacks = {0}, labels = {0};
     mt_event_t ev;
@@ -464,5 +537,35 @@ Test(ring, frees_name_their_allocation_when_threads_pass_addresses_around)
      * often within one writer round. Every free must name the allocation
      * it ends, not the address's next or previous one. */
     plan_t p = {.producers = 8, .waves = 1, .events = 30000, .own_stacks = 11, .shared = true};
+    run_and_check(&p, "1024");
+}
+
+Test(ring, frees_name_their_allocation_with_many_blocks_live)
+{
+    /* 4 threads keep 6000 blocks live each and free them in random order:
+     * the writer's address table grows, collides and shifts entries back
+     * on every deletion. */
+    plan_t p = {.producers = 4, .waves = 1, .events = 40000, .own_stacks = 11, .window = 6000};
+    run_and_check(&p, "4096");
+}
+
+Test(ring, flushes_while_threads_pass_addresses_around_keep_every_match)
+{
+    /* A flush writes every committed event at once; a free still pending
+     * in realloc's window must not be matched after the allocation that
+     * reuses its address. */
+    plan_t p = {.producers = 6, .waves = 1, .events = 20000, .own_stacks = 11, .shared = true,
+                .flusher = true};
+    run_and_check(&p, "1024");
+}
+
+Test(ring, a_thread_stalled_inside_a_free_leaves_a_readable_trace)
+{
+    /* Producer 0 stalls 400 ms between giving an address back and
+     * committing its free: past the writer's patience, so the other rings
+     * go on without it and its free arrives out of order. The trace must
+     * still read, with every event. */
+    plan_t p = {.producers = 4, .waves = 1, .events = 20000, .own_stacks = 11, .shared = true,
+                .stall_ms = 400};
     run_and_check(&p, "1024");
 }
