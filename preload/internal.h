@@ -193,9 +193,24 @@ static inline mt_ring_t *mt__ring_get(void)
  * pending and the last slot of its ring (busy threads record nothing, so a
  * thread holds at most one pending slot). */
 
+/* mt__ring_reserve when r looks full or the writer should be woken. */
+MT_HIDDEN mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r);
+
 /* Reserves the next slot of r, waiting a bounded time for the writer when r
- * is full. Returns NULL, counting the event as dropped, when it still cannot. */
-MT_HIDDEN mt_ring_event_t *mt__ring_reserve(mt_ring_t *r);
+ * is full. Returns NULL, counting the event as dropped, when it still cannot.
+ * The common case is inline: every allocation and free comes here. */
+static inline mt_ring_event_t *mt__ring_reserve(mt_ring_t *r)
+{
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t used = h - r->cached_tail;
+    if (MT_UNLIKELY(used >= r->mask || used + 1 == (r->mask + 1) / 2))
+        return mt__ring_reserve_slow(r);
+    mt_ring_event_t *slot = &r->slots[h & r->mask];
+    /* Pending until mt__ring_commit stores its seq; published by the head. */
+    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+    return slot;
+}
 
 /* The seq of the event in a reserved slot. */
 static inline uint64_t mt__next_seq(void)

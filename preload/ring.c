@@ -144,7 +144,7 @@ static void futex_wait_short(void)
     syscall(SYS_futex, &ring_count, FUTEX_WAIT_PRIVATE, ~0u, &ts, NULL, 0);
 }
 
-mt_ring_event_t *mt__ring_reserve(mt_ring_t *r)
+mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r)
 {
     uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t cap = r->mask + 1;
