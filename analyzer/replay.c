@@ -307,6 +307,14 @@ static void sample_weight(mt_replay_t *r, uint64_t n, uint64_t *size, uint64_t *
     *weight = (uint64_t)w;
 }
 
+/* Ends a live block whose free the trace lost, counting it apart. */
+static void lose_block(mt_replay_t *r, mt_block_t *b)
+{
+    unlive(r, b);
+    r->totals.missed_frees++;
+    r->totals.missed_free_bytes += b->size;
+}
+
 static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
 {
     if (!ev->ptr) {
@@ -328,18 +336,14 @@ static int on_alloc(mt_replay_t *r, const mt_event_t *ev)
          * the block it held was lost. */
         size_t j = block_slot(r, ev->replaces);
         if (r->blocks[j].ptr) {
-            unlive(r, &r->blocks[j]);
-            r->totals.missed_frees++;
-            r->totals.missed_free_bytes += r->blocks[j].size;
+            lose_block(r, &r->blocks[j]);
             block_remove(r, j);
         }
     }
     size_t i = block_slot(r, ev->ptr);
     if (r->blocks[i].ptr) {
         /* The address is live again: its free was lost (dropped events). */
-        unlive(r, &r->blocks[i]);
-        r->totals.missed_frees++;
-        r->totals.missed_free_bytes += r->blocks[i].size;
+        lose_block(r, &r->blocks[i]);
     } else {
         r->blocks_used++;
     }

@@ -196,6 +196,16 @@ static inline mt_ring_t *mt__ring_get(void)
 /* mt__ring_reserve when r looks full or the writer should be woken. */
 MT_HIDDEN mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r);
 
+/* Publishes slot h of r as reserved: pending until mt__ring_commit stores
+ * its seq. The caller made sure the slot is free. */
+static inline mt_ring_event_t *mt__ring_publish(mt_ring_t *r, uint64_t h)
+{
+    mt_ring_event_t *slot = &r->slots[h & r->mask];
+    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+    return slot;
+}
+
 /* Reserves the next slot of r, waiting a bounded time for the writer when r
  * is full. Returns NULL, counting the event as dropped, when it still cannot.
  * The common case is inline: every allocation and free comes here. */
@@ -205,11 +215,7 @@ static inline mt_ring_event_t *mt__ring_reserve(mt_ring_t *r)
     uint64_t used = h - r->cached_tail;
     if (MT_UNLIKELY(used >= r->mask || used + 1 == (r->mask + 1) / 2))
         return mt__ring_reserve_slow(r);
-    mt_ring_event_t *slot = &r->slots[h & r->mask];
-    /* Pending until mt__ring_commit stores its seq; published by the head. */
-    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
-    atomic_store_explicit(&r->head, h + 1, memory_order_release);
-    return slot;
+    return mt__ring_publish(r, h);
 }
 
 /* The seq of the event in a reserved slot. */

@@ -170,10 +170,7 @@ mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r)
             }
         }
     }
-    mt_ring_event_t *slot = &r->slots[h & r->mask];
-    /* Pending until mt__ring_commit stores its seq; published by the head. */
-    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
-    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+    mt_ring_event_t *slot = mt__ring_publish(r, h);
     if (MT_UNLIKELY(h + 1 - r->cached_tail == cap / 2))
         mt__writer_wake();
     return slot;

@@ -811,8 +811,7 @@ static void drain(mt_ring_t *r)
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t h = r->w_end;
     uint32_t tid = atomic_load_explicit(&r->tid, memory_order_relaxed);
-    uint64_t lost = 0;
-    map_stacks(r);
+    uint64_t lost = 0; /* order_rings mapped the ring's stacks */
     while (t < h) {
         uint64_t k = h - t < CHUNK_MAX_EVENTS ? h - t : CHUNK_MAX_EVENTS;
         size_t nmarkers = 0;
