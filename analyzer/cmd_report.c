@@ -235,7 +235,12 @@ static int load(proc_t *p, const options_t *opt)
         ro.progress = show_progress;
         ro.progress_ctx = &prog;
     }
+    /* Debug information is read while the trace replays. */
+    if ((p->sym = mt__symbolizer_new(p->trace)))
+        mt__symbolizer_warm_start(p->sym);
     rc = mt__replay_run(p->trace, &ro, &p->replay);
+    if (p->sym)
+        mt__symbolizer_warm_join(p->sym);
     if (prog.shown)
         fprintf(stderr, "\r\033[K");
     if (rc < 0) {
@@ -245,7 +250,6 @@ static int load(proc_t *p, const options_t *opt)
             file_error(p->path, mt__trace_error(p->trace));
         goto fail;
     }
-    p->sym = mt__symbolizer_new(p->trace);
     if (!p->sym || collect_warnings(p) < 0) {
         rc = -ENOMEM;
         file_error(p->path, "out of memory");

@@ -277,6 +277,13 @@ void mt__symbolizer_free(mt_symbolizer_t *s);
 void mt__symbolize(mt_symbolizer_t *s, uint64_t address, uint64_t epoch, const mt_frame_t **frames,
                    size_t *n);
 
+/* Opens, in a thread of its own, the files and debug information of the
+ * modules the trace's stacks use, so that a caller can replay the trace
+ * meanwhile; s must not be used until mt__symbolizer_warm_join. Does
+ * nothing on a single CPU. mt__symbolizer_free joins too. */
+void mt__symbolizer_warm_start(mt_symbolizer_t *s);
+void mt__symbolizer_warm_join(mt_symbolizer_t *s);
+
 /* ---- cmd_run.c ---- */
 
 /* Runs argv[0] (looked up in PATH) with libmemtrack.so preloaded, writing

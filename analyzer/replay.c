@@ -16,10 +16,17 @@
  * that did not change after the last peak.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "replay.h"
 
@@ -30,7 +37,8 @@
  * than 5/8: probes stop sooner and mispredict less, at little memory. */
 #define SPARSE_BLOCKS (1u << 15)
 #define PROGRESS_EVERY (1u << 16)
-#define HALF 16 /* events per half of mt__replay_run's buffer */
+/* Events between a slot's prefetch and its use. */
+#define PREFETCH_AHEAD 16
 
 typedef struct thread {
     uint64_t key;        /* tid + 1; 0 for an empty slot */
@@ -543,10 +551,148 @@ static void block_prefetch(const mt_replay_t *r, const mt_event_t *ev)
     __builtin_prefetch(&r->blocks[block_home(r, ev->ptr)], 1);
 }
 
-/* Replays a whole trace; see replay.h. Events are read in batches into two
- * halves of a buffer: while one half is applied, the other's slots are
- * being prefetched. A reader error is returned once the events before it
- * were applied. */
+/* Applies n events, each slot prefetched PREFETCH_AHEAD events before it is
+ * needed, and reports progress; *done counts the events applied so far. */
+static int feed_all(mt_replay_t *r, const mt_event_t *evs, size_t n, uint64_t *done, uint64_t total)
+{
+    int rc;
+    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
+        block_prefetch(r, &evs[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n)
+            block_prefetch(r, &evs[i + PREFETCH_AHEAD]);
+        if ((rc = mt__replay_feed(r, &evs[i])) < 0)
+            return rc;
+        if (r->opt.progress && ++*done % PROGRESS_EVERY == 0)
+            r->opt.progress(r->opt.progress_ctx, *done, total);
+    }
+    return 0;
+}
+
+/* ---- reading ahead ----
+ *
+ * Decoding and merging the streams is about half of a replay's work, and
+ * it does not depend on the replay's state, so on a machine with a second
+ * CPU a reader thread decodes batches of events while this thread applies
+ * the previous ones. They meet at a ring of AHEAD_BATCHES batches: the
+ * reader fills batch b once the replay has emptied batch b - AHEAD_BATCHES,
+ * and each side waits on the other's counter, spinning briefly and then in
+ * futex(2), woken only when it sleeps. The reader alone touches the trace's
+ * cursors; the replay reads only what opening the trace built (stacks,
+ * labels, times), which nothing changes. Events come out exactly as
+ * mt__trace_next_batch gives them, so the result is the same either way. */
+
+#define AHEAD_BATCH 1024u
+#define AHEAD_BATCHES 8u
+#define AHEAD_SPINS 2000
+/* Traces with fewer events are replayed in one thread: a thread costs more. */
+#define AHEAD_MIN_EVENTS (1u << 16)
+
+typedef struct ahead {
+    mt_trace_t *trace;
+    _Atomic uint32_t filled;   /* batches the reader has filled */
+    _Atomic uint32_t emptied;  /* batches the replay is done with */
+    _Atomic uint32_t sleepers; /* threads in futex_wait on either counter */
+    _Atomic bool stop;         /* the replay failed: the reader stops */
+    int count[AHEAD_BATCHES];  /* events in each batch */
+    int end[AHEAD_BATCHES];    /* 1 more to come, 0 the trace ended, < 0 the reader's error */
+    mt_event_t ev[AHEAD_BATCHES][AHEAD_BATCH];
+} ahead_t;
+
+/* Waits until *w is no longer old. */
+static void ahead_wait(ahead_t *a, _Atomic uint32_t *w, uint32_t old)
+{
+    for (int i = 0; i < AHEAD_SPINS; i++) {
+        if (atomic_load_explicit(w, memory_order_acquire) != old)
+            return;
+        __builtin_ia32_pause();
+    }
+    while (atomic_load(w) == old) {
+        atomic_fetch_add(&a->sleepers, 1);
+        if (atomic_load(w) == old)
+            syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0);
+        atomic_fetch_sub(&a->sleepers, 1);
+    }
+}
+
+/* Moves *w on by one and wakes the other side if it sleeps. */
+static void ahead_bump(ahead_t *a, _Atomic uint32_t *w)
+{
+    atomic_fetch_add(w, 1);
+    if (atomic_load(&a->sleepers))
+        syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static void *ahead_main(void *arg)
+{
+    ahead_t *a = arg;
+    for (uint32_t b = 0;; b++) {
+        if (b - atomic_load_explicit(&a->emptied, memory_order_acquire) >= AHEAD_BATCHES)
+            ahead_wait(a, &a->emptied, b - AHEAD_BATCHES);
+        if (atomic_load(&a->stop))
+            return NULL;
+        uint32_t k = b % AHEAD_BATCHES;
+        int n = 0, r = 1;
+        while (n < (int)AHEAD_BATCH && r > 0)
+            if ((r = mt__trace_next_batch(a->trace, a->ev[k] + n, AHEAD_BATCH - (size_t)n)) > 0)
+                n += r;
+        a->count[k] = n;
+        a->end[k] = r > 0 ? 1 : r;
+        ahead_bump(a, &a->filled);
+        if (r <= 0)
+            return NULL;
+    }
+}
+
+/* Replays t with a reader thread; returns 1 when the thread could not be
+ * started (the caller reads inline), else as mt__replay_run. */
+static int run_ahead(mt_replay_t *r, mt_trace_t *t, uint64_t total)
+{
+    ahead_t *a = malloc(sizeof *a);
+    pthread_t th;
+    uint64_t done = 0;
+    int rc = 0;
+    if (!a)
+        return 1;
+    a->trace = t;
+    atomic_init(&a->filled, 0);
+    atomic_init(&a->emptied, 0);
+    atomic_init(&a->sleepers, 0);
+    atomic_init(&a->stop, false);
+    if (pthread_create(&th, NULL, ahead_main, a) != 0) {
+        free(a);
+        return 1;
+    }
+    for (uint32_t b = 0;; b++) {
+        if (atomic_load_explicit(&a->filled, memory_order_acquire) == b)
+            ahead_wait(a, &a->filled, b);
+        uint32_t k = b % AHEAD_BATCHES;
+        if ((rc = feed_all(r, a->ev[k], (size_t)a->count[k], &done, total)) < 0) {
+            atomic_store(&a->stop, true);
+            ahead_bump(a, &a->emptied);
+            break;
+        }
+        rc = a->end[k];
+        ahead_bump(a, &a->emptied);
+        if (rc <= 0)
+            break;
+    }
+    pthread_join(th, NULL);
+    free(a);
+    return rc;
+}
+
+/* How many CPUs this process may run on. */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+    return 1;
+}
+
+/* Replays a whole trace; see replay.h. A reader error is returned once the
+ * events before it were applied. */
 int mt__replay_run(mt_trace_t *t, const mt_replay_options_t *opt, mt_replay_t **out)
 {
     int rc = -ENOMEM, next = 1;
@@ -554,31 +700,19 @@ int mt__replay_run(mt_trace_t *t, const mt_replay_options_t *opt, mt_replay_t **
     mt_replay_t *r = mt__replay_new(t, opt);
     if (!r)
         goto fail;
-    uint64_t total = mt__trace_info(t)->events;
-    uint64_t n = 0;
-    mt_event_t half[2][HALF];
-    int count[2] = {0, 0};
+    uint64_t total = mt__trace_info(t)->events, done = 0;
     mt__trace_rewind(t);
-    for (int h = 0; h < 2 && next > 0; h++) {
-        if ((next = count[h] = mt__trace_next_batch(t, half[h], HALF)) > 0)
-            for (int i = 0; i < count[h]; i++)
-                block_prefetch(r, &half[h][i]);
-    }
-    for (int h = 0; count[h] > 0; h ^= 1) {
-        for (int i = 0; i < count[h]; i++) {
-            if ((rc = mt__replay_feed(r, &half[h][i])) < 0)
+    rc = 1;
+    if (!r->opt.read_inline && total >= AHEAD_MIN_EVENTS && usable_cpus() > 1)
+        rc = run_ahead(r, t, total);
+    if (rc == 1) {
+        mt_event_t evs[AHEAD_BATCH / 4];
+        while ((next = mt__trace_next_batch(t, evs, sizeof evs / sizeof evs[0])) > 0)
+            if ((rc = feed_all(r, evs, (size_t)next, &done, total)) < 0)
                 goto fail;
-            if (r->opt.progress && ++n % PROGRESS_EVERY == 0)
-                r->opt.progress(r->opt.progress_ctx, n, total);
-        }
-        count[h] = 0;
-        if (next > 0 && (next = count[h] = mt__trace_next_batch(t, half[h], HALF)) > 0)
-            for (int i = 0; i < count[h]; i++)
-                block_prefetch(r, &half[h][i]);
-        if (count[h] < 0)
-            count[h] = 0;
+        rc = next;
     }
-    if ((rc = next) < 0)
+    if (rc < 0)
         goto fail;
     if (r->opt.progress)
         r->opt.progress(r->opt.progress_ctx, total, total);

@@ -137,6 +137,7 @@ typedef struct mt_replay_options {
     bool capture_sites;            /* store per-site live heap in every snapshot */
     mt_replay_progress_fn progress; /* optional */
     void *progress_ctx;
+    bool read_inline;              /* mt__replay_run: decode in the calling thread only */
 } mt_replay_options_t;
 
 /* Creates a replay engine for trace t, with options opt (NULL for none). The

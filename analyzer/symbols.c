@@ -37,6 +37,8 @@
  * interned strings belong to the symbolizer.
  */
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +123,8 @@ struct mt_symbolizer {
     cxa_demangle_fn demangle;
     bool demangle_looked_up;
     mt_frame_t oom_frame; /* returned when even the result cannot be stored */
+    pthread_t warmer;     /* see mt__symbolizer_warm_start */
+    bool warming;
 };
 
 /* ---- hashing, caches and string interning ---- */
@@ -637,6 +641,7 @@ void mt__symbolizer_free(mt_symbolizer_t *s)
 {
     if (!s)
         return;
+    mt__symbolizer_warm_join(s);
     for (size_t i = 0; i < s->nfiles; i++) {
         if (s->files[i]->dwfl)
             dwfl_end(s->files[i]->dwfl);
@@ -705,4 +710,62 @@ fail:
     s->oom_frame = (mt_frame_t){ .address = address, .offset = address };
     *frames = &s->oom_frame;
     *n = 1;
+}
+
+/* ---- warming up while the replay runs ---- */
+
+/* Stacks looked at for modules not yet opened: enough for every module a
+ * program allocates from in practice, few enough to take no time. */
+#define WARM_STACKS 4096u
+
+/* Resolves one address of every module the first WARM_STACKS stacks pass
+ * through, so that their files are open and their debug information read
+ * (inflated, when its sections are compressed, as Debian's libc6-dbg is)
+ * before anyone asks. */
+static void *warm_main(void *arg)
+{
+    mt_symbolizer_t *s = arg;
+    const mt_trace_info_t *info = mt__trace_info(s->trace);
+    size_t left = s->nmodules;
+    bool *seen = calloc(s->nmodules ? s->nmodules : 1, sizeof *seen);
+    if (!seen)
+        return NULL;
+    for (uint32_t i = 0; i < info->nstacks && i < WARM_STACKS && left; i++) {
+        const mt_stack_t *st = mt__trace_stack(s->trace, i);
+        for (uint32_t d = 0; st && d < st->depth && left; d++) {
+            uint64_t a = st->frames[d];
+            const mt_module_t *m = mt__trace_module_for(s->trace, a ? a - 1 : 0, st->epoch);
+            if (!m || seen[m - s->modules])
+                continue;
+            seen[m - s->modules] = true;
+            left--;
+            const mt_frame_t *frames;
+            size_t n;
+            mt__symbolize(s, a, st->epoch, &frames, &n);
+        }
+    }
+    free(seen);
+    return NULL;
+}
+
+/* Starts resolving, in a thread of its own, one address in each module the
+ * trace's stacks use, which opens the files and reads their debug
+ * information: the slow part of symbolizing, done while the caller replays
+ * the trace on another CPU. Until mt__symbolizer_warm_join returns, the
+ * caller must not use s; the trace may be read. Does nothing on a machine
+ * with one CPU or when the thread cannot be started. */
+void mt__symbolizer_warm_start(mt_symbolizer_t *s)
+{
+    cpu_set_t set;
+    if (s->warming || sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2)
+        return;
+    s->warming = pthread_create(&s->warmer, NULL, warm_main, s) == 0;
+}
+
+/* Waits for the thread mt__symbolizer_warm_start started, if any. */
+void mt__symbolizer_warm_join(mt_symbolizer_t *s)
+{
+    if (s->warming)
+        pthread_join(s->warmer, NULL);
+    s->warming = false;
 }

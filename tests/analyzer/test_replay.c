@@ -746,3 +746,171 @@ Test(replay, version_4_seq_at_or_above_2_63_is_an_error)
     unlink(path);
     free(path);
 }
+
+/* ---- reading ahead in a second thread ---- */
+
+/* Two threads in alternating runs of 1000 events, each allocating and then
+ * freeing its own blocks four at a time, the last 6 of every run left live
+ * for the other thread to free; a marker every 50,000 seqs. With
+ * 200,000 events, this is past the size at which mt__replay_run reads
+ * ahead. */
+enum { BIG_RUNS = 200, BIG_RUN = 1000 };
+
+static mt_tb_t *big_trace(void)
+{
+    mt_tb_t *b = new_trace(3);
+    mt_tb_label(b, 1, "batch");
+    uint64_t seq = 0;
+    for (uint64_t m = 50000; m < BIG_RUNS * BIG_RUN; m += 50000)
+        mt_tb_marker(b, m, m, 0, 1);
+    for (uint64_t run = 0; run < BIG_RUNS; run++) {
+        uint32_t tid = 7 + (uint32_t)(run & 1);
+        mt_tb_chunk_begin(b, run & 1, tid, seq + 1);
+        uint64_t base = A + 0x100000u * run;
+        for (uint64_t i = 0; i < BIG_RUN / 2; i += 4) {
+            for (uint64_t j = 0; j < 4; j++)
+                mt_tb_alloc(b, MT_OP_MALLOC, ++seq, base + 64 * (i + j), 16 + (i + j) % 48, (uint32_t)(j % 3));
+            for (uint64_t j = 0; j < 4; j++) {
+                if (i + j >= BIG_RUN / 2 - 6) {
+                    ++seq; /* left live: the next run frees it below */
+                    continue;
+                }
+                mt_tb_free(b, MT_OP_FREE, ++seq, base + 64 * (i + j));
+            }
+        }
+        mt_tb_chunk_end(b);
+        if (run > 0) { /* this thread frees the previous run's 6 survivors */
+            uint64_t prev = A + 0x100000u * (run - 1);
+            mt_tb_chunk_begin(b, run & 1, tid, seq + 1);
+            for (uint64_t i = BIG_RUN / 2 - 6; i < BIG_RUN / 2; i++)
+                mt_tb_free(b, MT_OP_FREE, ++seq, prev + 64 * i);
+            mt_tb_chunk_end(b);
+        }
+    }
+    mt_tb_end(b, seq, 1000, seq, 0, 3);
+    return b;
+}
+
+static char *big_trace_file(void)
+{
+    mt_tb_t *b = big_trace();
+    char *path = mt_tb_write_temp(b);
+    mt_tb_destroy(b);
+    cr_assert(path);
+    return path;
+}
+
+static mt_trace_t *open_path(const char *path)
+{
+    mt_trace_t *t;
+    char err[256];
+    cr_assert_eq(mt__trace_open(path, &t, err, sizeof err), 0, "%s", err);
+    return t;
+}
+
+static void progress_seen(void *ctx, uint64_t done, uint64_t total)
+{
+    (void)total;
+    *(uint64_t *)ctx = done;
+}
+
+static mt_replay_t *replay_big(mt_trace_t *t, bool read_inline, int *rc, uint64_t *progress)
+{
+    mt_replay_options_t opt = {.capture_sites = true, .progress = progress_seen,
+                               .progress_ctx = progress, .read_inline = read_inline};
+    mt_replay_t *r = NULL;
+    *rc = mt__replay_run(t, &opt, &r);
+    return r;
+}
+
+Test(replay, reading_ahead_gives_the_same_numbers_as_reading_inline)
+{
+    char *path = big_trace_file();
+    mt_trace_t *t = open_path(path);
+    uint64_t p1 = 0, p2 = 0;
+    int rc1, rc2;
+    mt_replay_t *ahead = replay_big(t, false, &rc1, &p1);
+    mt_replay_t *in = replay_big(t, true, &rc2, &p2);
+    cr_assert_eq(rc1, 0, "%s", mt__trace_error(t));
+    cr_assert_eq(rc2, 0, "%s", mt__trace_error(t));
+    const mt_totals_t *x = mt__replay_totals(ahead), *y = mt__replay_totals(in);
+    /* Known by construction: 500 allocations a run, every block freed but
+     * the last run's 6 survivors. */
+    cr_expect_eq(x->allocations, BIG_RUNS * BIG_RUN / 2);
+    cr_expect_eq(x->frees, BIG_RUNS * BIG_RUN / 2 - 6);
+    cr_expect_eq(x->leaked_allocations, 6);
+    cr_expect_eq(x->unknown_frees, 0);
+    cr_expect_eq(x->threads, 2);
+    cr_expect_eq(x->markers, 3);
+    cr_expect_eq(p1, x->events);
+    cr_expect_eq(memcmp(x, y, sizeof *x), 0, "totals differ");
+    cr_expect_eq(p2, p1);
+    for (uint32_t s = 0; s < 3; s++)
+        cr_expect_eq(memcmp(mt__replay_site(ahead, s), mt__replay_site(in, s), sizeof(mt_site_t)), 0,
+                     "site %u differs", s);
+    size_t n1, n2;
+    const mt_snapshot_t *s1 = mt__replay_snapshots(ahead, &n1), *s2 = mt__replay_snapshots(in, &n2);
+    cr_assert_eq(n1, 3);
+    cr_assert_eq(n2, 3);
+    for (size_t i = 0; i < n1; i++) {
+        cr_expect_eq(s1[i].seq, 50000 * (i + 1));
+        cr_expect_eq(s1[i].live_bytes, s2[i].live_bytes);
+        cr_expect_eq(s1[i].nsites, s2[i].nsites);
+    }
+    mt__replay_free(ahead);
+    mt__replay_free(in);
+    mt__trace_close(t);
+    unlink(path);
+    free(path);
+}
+
+Test(replay, reading_ahead_stops_at_a_bad_event_after_applying_those_before)
+{
+    char *path = big_trace_file();
+    /* Cut the file in the middle of its events. */
+    FILE *f = fopen(path, "r+");
+    cr_assert(f);
+    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    fclose(f);
+    cr_assert_eq(truncate(path, size * 3 / 4), 0);
+    mt_trace_t *t = open_path(path);
+    uint64_t p1 = 0, p2 = 0;
+    int rc1, rc2;
+    mt_replay_t *r1 = replay_big(t, false, &rc1, &p1);
+    mt_replay_t *r2 = replay_big(t, true, &rc2, &p2);
+    mt__replay_free(r1);
+    mt__replay_free(r2);
+    cr_expect_eq(rc1, rc2);
+    cr_expect_eq(p1, p2, "both applied the same events before stopping");
+    cr_expect_gt(p1, 65536);
+    mt__trace_close(t);
+    unlink(path);
+    free(path);
+}
+
+static int stop_at_second_marker(void *ctx, const mt_replay_t *r, const mt_snapshot_t *snap)
+{
+    (void)r;
+    (void)snap;
+    return ++*(int *)ctx == 2 ? -ECANCELED : 0;
+}
+
+Test(replay, reading_ahead_ends_the_reader_when_the_replay_stops_early)
+{
+    char *path = big_trace_file();
+    mt_trace_t *t = open_path(path);
+    int markers = 0;
+    mt_replay_options_t opt = {.on_marker = stop_at_second_marker, .marker_ctx = &markers};
+    mt_replay_t *r = (mt_replay_t *)1;
+    cr_expect_eq(mt__replay_run(t, &opt, &r), -ECANCELED);
+    cr_expect_null(r);
+    cr_expect_eq(markers, 2);
+    /* The trace is usable again: the reader thread is gone. */
+    cr_expect_eq(mt__replay_run(t, NULL, &r), 0, "%s", mt__trace_error(t));
+    cr_expect_eq(mt__replay_totals(r)->markers, 3);
+    mt__replay_free(r);
+    mt__trace_close(t);
+    unlink(path);
+    free(path);
+}

@@ -597,6 +597,43 @@ Test(symbols, repeated_lookups_return_the_same_cached_frames)
     mt__trace_close(t);
 }
 
+Test(symbols, warming_up_in_a_thread_gives_the_same_frames)
+{
+    self_t self = get_self();
+    int inner = 0, outer = 0, line = 0;
+    uint64_t ra1 = inline_caller(&inner, &outer);
+    uint64_t ra2 = known_function(&line);
+    mt_tb_t *b = mt_tb_new();
+    mt_tb_module(b, 1, 0, self.base, self.start, self.end, self.path, self.build_id, self.build_id_len);
+    uint64_t frames[3] = {0x10, ra2, ra1}; /* the first outside every module */
+    mt_tb_stack(b, 0, 0, frames, 3);
+    mt_trace_t *t = open_trace(b);
+    mt_symbolizer_t *s = mt__symbolizer_new(t);
+    cr_assert_not_null(s);
+
+    mt__symbolizer_warm_start(s);
+    mt__symbolizer_warm_start(s); /* a second start while warming does nothing */
+    mt__symbolizer_warm_join(s);
+    const mt_frame_t *fr = NULL;
+    size_t n = 0;
+    mt__symbolize(s, ra1, 0, &fr, &n);
+    cr_assert_eq(n, 2);
+    expect_source(&fr[0], "inlined_helper", inner, true);
+    expect_source(&fr[1], "inline_caller", outer, false);
+    mt__symbolize(s, ra2, 0, &fr, &n);
+    cr_assert_eq(n, 1);
+    expect_source(&fr[0], "known_function", line, false);
+    mt__symbolizer_warm_join(s); /* joining twice is harmless */
+    mt__symbolizer_free(s);
+
+    /* Freed while warming: the free waits for the thread. */
+    s = mt__symbolizer_new(t);
+    cr_assert_not_null(s);
+    mt__symbolizer_warm_start(s);
+    mt__symbolizer_free(s);
+    mt__trace_close(t);
+}
+
 Test(symbols, many_addresses_all_resolve_once_each)
 {
     self_t self = get_self();
