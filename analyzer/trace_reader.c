@@ -513,6 +513,9 @@ typedef struct chunk_dec {
     uint64_t seq, ptr;      /* the previous event's, for the deltas */
     uint64_t ref;           /* version 4: the previous block reference */
     bool refs;              /* version 4: blocks named by allocation seq */
+    bool heads;             /* version 5: packed event heads */
+    mt_chunk_state_t st;    /* version 5: the chunk's ops and recent stacks
+                               (its seq and ref are the two above) */
 } chunk_dec_t;
 
 static const uint8_t no_bytes[1];
@@ -528,6 +531,8 @@ static void dec_start(chunk_dec_t *d, const uint8_t *events, uint32_t len, uint6
     d->ptr = 0;
     d->ref = first_seq;
     d->refs = version >= MT_TRACE_VERSION_REFS;
+    d->heads = version >= MT_TRACE_VERSION_HEAD;
+    mt_chunk_state_init(&d->st, first_seq);
 }
 
 static uint64_t dec_offset(const chunk_dec_t *d)
@@ -540,9 +545,9 @@ static uint64_t dec_offset(const chunk_dec_t *d)
 static const uint64_t known_ops = 0 MT_OP_MAP(OP_BIT);
 #undef OP_BIT
 
-/* The longest event: the op byte and five varints (version 4's allocation
- * named by its address). */
-#define EVENT_MAX (1 + 5 * MT_VARINT_MAX)
+/* The longest event: a head, an op byte and five varints (an allocation
+ * named by its address, version 5). */
+#define EVENT_MAX (2 + 5 * MT_VARINT_MAX)
 
 /* Reads a varint at *p when MT_VARINT_MAX bytes are known to follow, so
  * that no byte needs a bounds check. Returns false, leaving *p alone, for
@@ -589,6 +594,125 @@ static inline bool fast_varint(const uint8_t **p, uint64_t *out)
     return true;
 }
 
+/* An allocation's MT_EV_MORE tail (versions 4 and 5) as decode_fast reads
+ * it: its block named by address (*key), or the block it replaces. */
+static inline bool fast_more(const uint8_t **p, uint64_t seq, uint64_t *key, uint64_t *replaces)
+{
+    uint64_t x;
+    if (!fast_varint(p, &x))
+        return false;
+    if (x == 0)
+        return fast_varint(p, key) && !(*key >> 63);
+    if (x >= seq)
+        return false;
+    *replaces = MT_BLOCK_KEY(seq - x);
+    return true;
+}
+
+/* The block of a version 5 free named by its age (the bytes after the
+ * head say age - 1), or 0 when that is not a block allocated before seq. */
+static inline uint64_t age_ref(uint64_t seq, uint64_t age_less_1)
+{
+    return age_less_1 + 1 < seq ? seq - 1 - age_less_1 : 0;
+}
+
+/* The block of a version 5 free named by the change of reference z after
+ * prev, or 0 when that is not a block allocated before seq. */
+static inline uint64_t delta_ref(uint64_t seq, uint64_t prev, uint64_t z)
+{
+    uint64_t ref = prev + (uint64_t)mt_unzigzag(z);
+    return ref < seq ? ref : 0;
+}
+
+/* A version 5 event (include/mt_trace.h), as decode_fast. */
+static inline const uint8_t *decode_head_fast(const chunk_dec_t *d, mt_event_t *ev)
+{
+    const uint8_t *p = d->p;
+    unsigned head = *p++, op, code;
+    uint64_t delta, seq, size = 0, stack = 0, key, replaces = 0, x;
+    bool more = false;
+
+    if (head & MT_HEAD_FREES) {
+        code = head >> MT_HEAD_FREE_OP_SHIFT & 3;
+        if (code == MT_FREE_OP_SAME)
+            op = d->st.free_op;
+        else if (code == MT_FREE_OP_REALLOC)
+            op = MT_OP_REALLOC_FREE;
+        else if (code == MT_FREE_OP_BYTE)
+            op = *p++;
+        else
+            return NULL;
+        if (!mt_op_frees(op) || !(known_ops >> op & 1))
+            return NULL;
+    } else {
+        op = d->st.alloc_op;
+        if (head & MT_HEAD_ALLOC_OP) {
+            more = *p & MT_EV_MORE;
+            op = *p++ & ~MT_EV_MORE;
+        }
+        if (!mt_op_allocates(op) || !(known_ops >> op & 1))
+            return NULL;
+    }
+    delta = (head & MT_HEAD_SEQ) + 1;
+    if ((head & MT_HEAD_SEQ) == MT_HEAD_SEQ_VARINT && !fast_varint(&p, &delta))
+        return NULL;
+    if (delta > UINT64_MAX - d->seq)
+        return NULL;
+    seq = d->seq + delta;
+    if (seq >> 63)
+        return NULL; /* block keys need the top bit */
+    if (!(head & MT_HEAD_FREES)) {
+        if (!fast_varint(&p, &size))
+            return NULL;
+        code = head >> MT_HEAD_STACK_SHIFT & 15;
+        if (code == MT_HEAD_STACK_NEW) {
+            if (!fast_varint(&p, &stack) || stack > UINT32_MAX)
+                return NULL;
+        } else if (code < d->st.nrecent) {
+            stack = d->st.recent[code];
+        } else {
+            return NULL;
+        }
+        key = MT_BLOCK_KEY(seq);
+        if (more && !fast_more(&p, seq, &key, &replaces))
+            return NULL;
+    } else {
+        switch (head >> MT_HEAD_BLOCK_SHIFT & 7) {
+        case MT_BLOCK_AGE1:
+            x = age_ref(seq, p[0]);
+            p += 1;
+            break;
+        case MT_BLOCK_AGE2:
+            x = age_ref(seq, (uint64_t)p[0] | (uint64_t)p[1] << 8);
+            p += 2;
+            break;
+        case MT_BLOCK_AGE3:
+            x = age_ref(seq, (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16);
+            p += 3;
+            break;
+        case MT_BLOCK_DELTA:
+            if (!fast_varint(&p, &x))
+                return NULL;
+            x = delta_ref(seq, d->ref, x);
+            break;
+        case MT_BLOCK_ADDR:
+            if (!fast_varint(&p, &key) || key >> 63)
+                return NULL;
+            x = UINT64_MAX;
+            break;
+        default:
+            return NULL;
+        }
+        if (x == 0)
+            return NULL;
+        if (x != UINT64_MAX)
+            key = MT_BLOCK_KEY(x);
+    }
+    *ev = (mt_event_t){.seq = seq, .ptr = key, .size = size, .stack = (uint32_t)stack,
+                       .op = (uint8_t)op, .replaces = replaces};
+    return p;
+}
+
 /* Decodes the event at d->p into ev like decode_event when it cannot run
  * past the chunk and is well formed, without moving d; returns the byte
  * after it, or NULL, so that decode_event can say exactly what is wrong.
@@ -602,6 +726,8 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
 
     if (d->end - p < EVENT_MAX)
         return NULL;
+    if (d->heads)
+        return decode_head_fast(d, ev);
     flags = *p & ~MT_EV_OP_MASK;
     op = *p++ & MT_EV_OP_MASK;
     if (!(known_ops >> op & 1))
@@ -619,18 +745,8 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
             if (!fast_varint(&p, &size) || !fast_varint(&p, &stack) || stack > UINT32_MAX)
                 return NULL;
             key = MT_BLOCK_KEY(seq);
-            if (flags & MT_EV_MORE) {
-                if (!fast_varint(&p, &x))
-                    return NULL;
-                if (x == 0) {
-                    if (!fast_varint(&p, &key) || key >> 63)
-                        return NULL;
-                } else if (x >= seq) {
-                    return NULL;
-                } else {
-                    replaces = MT_BLOCK_KEY(seq - x);
-                }
-            }
+            if ((flags & MT_EV_MORE) && !fast_more(&p, seq, &key, &replaces))
+                return NULL;
         } else {
             if (!fast_varint(&p, &x))
                 return NULL;
@@ -665,9 +781,19 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
     return p;
 }
 
-/* Moves d past the event decode_fast decoded into ev, ending at p. */
-static inline void dec_commit(chunk_dec_t *d, const mt_event_t *ev, const uint8_t *p)
+/* Moves d past the event decode_fast decoded into ev, ending at p;
+ * raw_stack is the stack id as the event wrote it (before any mapping). */
+static inline void dec_commit(chunk_dec_t *d, const mt_event_t *ev, const uint8_t *p, uint32_t raw_stack)
 {
+    if (d->heads) {
+        unsigned head = *d->p, code = head >> MT_HEAD_STACK_SHIFT & 15;
+        bool allocates = !(head & MT_HEAD_FREES);
+        if (allocates && code == MT_HEAD_STACK_NEW)
+            mt_recent_push(&d->st, raw_stack);
+        else if (allocates)
+            mt_recent_front(&d->st, code);
+        mt_chunk_state_op(&d->st, ev->op, allocates);
+    }
     d->p = p;
     d->seq = ev->seq;
     d->ptr = ev->ptr;
@@ -677,13 +803,66 @@ static inline void dec_commit(chunk_dec_t *d, const mt_event_t *ev, const uint8_
         d->ref = ev->ptr & ~(1ull << 63);
 }
 
+/* The seq of an event delta after the previous one (versions 4 and 5:
+ * below 2^63, so that block keys can use the top bit). */
+static int next_seq(const chunk_dec_t *d, uint64_t off, unsigned op, uint64_t delta, uint64_t *seq,
+                    char *err, const char *path)
+{
+    if (delta > UINT64_MAX - d->seq)
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", off,
+                      mt__op_name(op));
+    *seq = d->seq + delta;
+    if (*seq >> 63)
+        return errorf(err, path, -EINVAL,
+                      "offset %" PRIu64 ": %s event: seq %" PRIu64 " is out of range (at most 2^63 - 1)", off,
+                      mt__op_name(op), *seq);
+    return 0;
+}
+
+/* The tail of an allocation that says more about its block (versions 4
+ * and 5, MT_EV_MORE): sets *key when the block is named by its address,
+ * *replaces when it ends a block whose free was lost. */
+static int decode_more(chunk_dec_t *d, uint64_t off, unsigned op, uint64_t seq, uint64_t *key,
+                       uint64_t *replaces, char *err, const char *path)
+{
+    const uint8_t *q = d->p;
+    const char *what = "block reference";
+    uint64_t x;
+
+    if (mt_get_varint(&d->p, d->end, &x))
+        goto bad_varint;
+    if (x == 0) {
+        q = d->p;
+        what = "pointer";
+        if (mt_get_varint(&d->p, d->end, &x))
+            goto bad_varint;
+        if (x >> 63)
+            return errorf(err, path, -EINVAL,
+                          "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
+                          off, mt__op_name(op), x);
+        *key = x;
+    } else if (x >= seq) {
+        return errorf(err, path, -EINVAL,
+                      "offset %" PRIu64 ": %s event: it replaces a block allocated %" PRIu64
+                      " events before seq %" PRIu64 ", before the trace began",
+                      off, mt__op_name(op), x, seq);
+    } else {
+        *replaces = MT_BLOCK_KEY(seq - x);
+    }
+    return 0;
+bad_varint:
+    return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: %s %s", off, mt__op_name(op), what,
+                  varint_fault(q, d->end));
+}
+
 /* A version 4 event: decode_fast's job for traces that name blocks by
  * their allocation's seq (include/mt_trace.h). Moves d past it and returns
  * 0, or says what is wrong and where. */
 static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
 {
-    uint64_t off = dec_offset(d), delta = 1, size = 0, stack = 0, x = 0, ptr = 0, key, replaces = 0;
+    uint64_t off = dec_offset(d), delta = 1, size = 0, stack = 0, x = 0, key, replaces = 0;
     const uint8_t *q;
+    int rc;
     unsigned op, flags;
     const char *what;
 
@@ -694,14 +873,9 @@ static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *pa
     what = "seq delta";
     if (!(flags & MT_EV_SEQ1) && mt_get_varint(&d->p, d->end, &delta))
         goto bad_varint;
-    if (delta > UINT64_MAX - d->seq)
-        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", off,
-                      mt__op_name(op));
-    uint64_t seq = d->seq + delta;
-    if (seq >> 63)
-        return errorf(err, path, -EINVAL,
-                      "offset %" PRIu64 ": %s event: seq %" PRIu64 " is out of range (at most 2^63 - 1)", off,
-                      mt__op_name(op), seq);
+    uint64_t seq;
+    if ((rc = next_seq(d, off, op, delta, &seq, err, path)))
+        return rc;
     if (mt_op_allocates(op)) {
         q = d->p;
         what = "size";
@@ -716,30 +890,8 @@ static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *pa
                           "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range",
                           off, mt__op_name(op), stack);
         key = MT_BLOCK_KEY(seq);
-        if (flags & MT_EV_MORE) {
-            q = d->p;
-            what = "block reference";
-            if (mt_get_varint(&d->p, d->end, &x))
-                goto bad_varint;
-            if (x == 0) {
-                q = d->p;
-                what = "pointer";
-                if (mt_get_varint(&d->p, d->end, &ptr))
-                    goto bad_varint;
-                if (ptr >> 63)
-                    return errorf(err, path, -EINVAL,
-                                  "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
-                                  off, mt__op_name(op), ptr);
-                key = ptr;
-            } else if (x >= seq) {
-                return errorf(err, path, -EINVAL,
-                              "offset %" PRIu64 ": %s event: it replaces a block allocated %" PRIu64
-                              " events before seq %" PRIu64 ", before the trace began",
-                              off, mt__op_name(op), x, seq);
-            } else {
-                replaces = MT_BLOCK_KEY(seq - x);
-            }
-        }
+        if ((flags & MT_EV_MORE) && (rc = decode_more(d, off, op, seq, &key, &replaces, err, path)))
+            return rc;
     } else {
         q = d->p;
         what = flags & MT_EV_MORE ? "block reference" : "pointer";
@@ -778,6 +930,125 @@ bad_varint:
                   varint_fault(q, d->end));
 }
 
+/* A version 5 event: decode_fast's job, checked byte by byte, for an
+ * event near its chunk's end or a malformed one. Moves d past it and
+ * returns 0, or says what is wrong and where. */
+static int decode_heads(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
+{
+    uint64_t off = dec_offset(d), delta, size = 0, stack = 0, x = 0, key, ref = 0, replaces = 0;
+    const uint8_t *q;
+    int rc;
+    unsigned head = *d->p++, op, code;
+    bool allocates = !(head & MT_HEAD_FREES), more = false;
+    const char *what;
+
+    if (!allocates) {
+        code = head >> MT_HEAD_FREE_OP_SHIFT & 3;
+        op = code == MT_FREE_OP_SAME ? d->st.free_op : MT_OP_REALLOC_FREE;
+        if (code == MT_FREE_OP_BAD)
+            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event head 0x%02x: no such free op code",
+                          off, head);
+    } else {
+        op = d->st.alloc_op;
+        code = MT_FREE_OP_BYTE * !!(head & MT_HEAD_ALLOC_OP);
+    }
+    if (code == MT_FREE_OP_BYTE) {
+        if (d->p >= d->end)
+            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event cut short after its head", off);
+        more = allocates && (*d->p & MT_EV_MORE);
+        op = *d->p++ & (allocates ? ~MT_EV_MORE : 0xffu);
+    }
+    if (!op_known(op) || (allocates ? !mt_op_allocates(op) : !mt_op_frees(op)))
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event head 0x%02x: %s op %u is not known",
+                      off, head, allocates ? "allocating" : "freeing", op);
+    q = d->p;
+    what = "seq delta";
+    delta = (head & MT_HEAD_SEQ) + 1;
+    if ((head & MT_HEAD_SEQ) == MT_HEAD_SEQ_VARINT && mt_get_varint(&d->p, d->end, &delta))
+        goto bad_varint;
+    uint64_t seq;
+    if ((rc = next_seq(d, off, op, delta, &seq, err, path)))
+        return rc;
+    if (allocates) {
+        q = d->p;
+        what = "size";
+        if (mt_get_varint(&d->p, d->end, &size))
+            goto bad_varint;
+        code = head >> MT_HEAD_STACK_SHIFT & 15;
+        if (code == MT_HEAD_STACK_NEW) {
+            q = d->p;
+            what = "stack id";
+            if (mt_get_varint(&d->p, d->end, &stack))
+                goto bad_varint;
+            if (stack > UINT32_MAX)
+                return errorf(err, path, -EINVAL,
+                              "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range",
+                              off, mt__op_name(op), stack);
+        } else if (code >= d->st.nrecent) {
+            return errorf(err, path, -EINVAL,
+                          "offset %" PRIu64 ": %s event: recent stack %u named, but the chunk has %u so far",
+                          off, mt__op_name(op), code, d->st.nrecent);
+        } else {
+            stack = d->st.recent[code];
+        }
+        key = MT_BLOCK_KEY(seq);
+        if (more && (rc = decode_more(d, off, op, seq, &key, &replaces, err, path)))
+            return rc;
+        if (code == MT_HEAD_STACK_NEW)
+            mt_recent_push(&d->st, (uint32_t)stack);
+        else
+            mt_recent_front(&d->st, code);
+    } else {
+        unsigned mode = head >> MT_HEAD_BLOCK_SHIFT & 7;
+        q = d->p;
+        if (mode <= MT_BLOCK_AGE3) {
+            if ((size_t)(d->end - d->p) < mode + 1u)
+                return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: block age cut short", off,
+                              mt__op_name(op));
+            for (unsigned i = 0; i <= mode; i++)
+                x |= (uint64_t)d->p[i] << (8 * i);
+            d->p += mode + 1;
+            if (!(ref = age_ref(seq, x)))
+                return errorf(err, path, -EINVAL,
+                              "offset %" PRIu64 ": %s event at seq %" PRIu64 " frees a block %" PRIu64
+                              " events old, not allocated before it",
+                              off, mt__op_name(op), seq, x + 1);
+        } else if (mode == MT_BLOCK_DELTA) {
+            what = "block reference";
+            if (mt_get_varint(&d->p, d->end, &x))
+                goto bad_varint;
+            if (!(ref = delta_ref(seq, d->ref, x)))
+                return errorf(err, path, -EINVAL,
+                              "offset %" PRIu64 ": %s event at seq %" PRIu64
+                              " frees the block allocated at seq %" PRIu64 ", not allocated before it",
+                              off, mt__op_name(op), seq, d->ref + (uint64_t)mt_unzigzag(x));
+        } else if (mode == MT_BLOCK_ADDR) {
+            what = "pointer";
+            if (mt_get_varint(&d->p, d->end, &x))
+                goto bad_varint;
+            if (x >> 63)
+                return errorf(err, path, -EINVAL,
+                              "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
+                              off, mt__op_name(op), x);
+        } else {
+            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event head 0x%02x: no such block mode %u",
+                          off, head, mode);
+        }
+        key = ref ? MT_BLOCK_KEY(ref) : x;
+        if (ref)
+            d->ref = ref;
+    }
+    mt_chunk_state_op(&d->st, op, allocates);
+    d->seq = seq;
+    d->remaining--;
+    *ev = (mt_event_t){.seq = seq, .ptr = key, .size = size, .stack = (uint32_t)stack,
+                       .op = (uint8_t)op, .replaces = replaces};
+    return 0;
+bad_varint:
+    return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: %s %s", off, mt__op_name(op), what,
+                  varint_fault(q, d->end));
+}
+
 /* Decodes the next event of a chunk into ev (op, seq, ptr, size, stack as
  * written; tid and label left 0). The caller checked remaining > 0. */
 static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
@@ -787,7 +1058,7 @@ static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *p
     unsigned op, flags;
 
     if ((q = decode_fast(d, ev))) {
-        dec_commit(d, ev, q);
+        dec_commit(d, ev, q, ev->stack);
         return 0;
     }
     off = dec_offset(d);
@@ -796,6 +1067,8 @@ static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *p
                       "offset %" PRIu64 ": chunk ends with %" PRIu64
                       " of its events missing (fewer events than its count)",
                       off, d->remaining);
+    if (d->heads)
+        return decode_heads(d, ev, err, path);
     flags = *d->p & ~MT_EV_OP_MASK;
     op = *d->p & MT_EV_OP_MASK;
     if (!op_known(op))
@@ -2284,13 +2557,14 @@ static size_t run_on(mt_trace_t *t, mt_event_t *evs, size_t max)
         mt_event_t *e = &evs[n];
         if (!(next = decode_fast(&c->dec, e)) || e->seq < c->last_seq)
             break;
+        uint32_t raw_stack = e->stack;
         if (mt_op_allocates(e->op)) {
             if (!map_stack(t, e->stack, &idx))
                 break;
             e->stack = idx;
         }
         e->tid = c->tid;
-        dec_commit(&c->dec, e, next);
+        dec_commit(&c->dec, e, next, raw_stack);
         c->last_seq = e->seq;
         if (e->seq > limit || (e->seq == limit && !at_limit)) {
             /* Another stream or a marker comes first: e waits in the cursor. */

@@ -64,7 +64,35 @@
  *                  allocated (allocated before recording started, or in
  *                  the parent of a fork child) or named by its address
  *
- * Versions 1 to 3 are read as they were.
+ * Version 5 packs an event's op, seq delta and stack into its first byte,
+ * the head, for the common cases, and writes a block's age in whole bytes,
+ * so that a typical allocation or free takes three bytes:
+ *
+ *   head bits 0-1  the seq delta: 0, 1, 2 for 1, 2, 3; 3: v:seq_delta follows
+ *   head bit 7     0: an allocating op, 1: a freeing op
+ *
+ *   allocating op  head [u8:op|MT_EV_MORE] [v:seq_delta] v:size [v:stack_id]
+ *                  [v:x [v:ptr]]
+ *     bits 2-5     the stack: 0-14 the one at that place in the chunk's list
+ *                  of recent stacks (most recent first; it moves to the
+ *                  front), 15: v:stack_id follows (and goes to the front,
+ *                  the 15th dropped)
+ *     bit 6        0: the op is the chunk's allocating op (below); 1: u8 op
+ *                  follows, with MT_EV_MORE for v:x as in version 4
+ *   freeing op     head [u8:op] [v:seq_delta] then the block:
+ *     bits 2-4     0, 1, 2: u8, u16, u24 (little-endian) age - 1: the block
+ *                  allocated at seq - age; 3: z:(ref - previous ref) of the
+ *                  chunk (the first against first_seq); 4: v:ptr, a block
+ *                  named by its address; 5-7 are invalid
+ *     bits 5-6     0: the op is the chunk's freeing op (below); 1: realloc's
+ *                  free; 3: u8 op follows; 2 is invalid
+ *
+ * A chunk starts with malloc and free as its allocating and freeing op and
+ * an empty list of recent stacks; an op written in a byte of its own then
+ * becomes the op of its kind, unless it is half of a resize (realloc,
+ * rallocx, xallocx), which comes and goes between the others.
+ *
+ * Versions 1 to 4 are read as they were.
  *
  * Compression (version 3, header flag MT_TRACE_F_ZSTD): the header stays as
  * it is, and the records after it are cut into frames, each of them
@@ -92,7 +120,7 @@
 
 #define MT_TRACE_MAGIC "MEMTRACE"
 #define MT_TRACE_MAGIC_LEN 8
-#define MT_TRACE_VERSION 4u
+#define MT_TRACE_VERSION 5u
 
 /* The fixed part of the file header, little-endian, 64 bytes, followed by
  * header_size - 64 bytes holding: str:exe_path str:cmdline (NUL-separated). */
@@ -194,12 +222,34 @@ typedef enum mt_op {
 /* The version that names blocks by their allocation's seq. */
 #define MT_TRACE_VERSION_REFS 4u
 
+/* The version that packs the event head (above). */
+#define MT_TRACE_VERSION_HEAD 5u
+#define MT_HEAD_SEQ 0x03u        /* the seq delta's code */
+#define MT_HEAD_SEQ_VARINT 3u    /* code 3: v:seq_delta follows */
+#define MT_HEAD_FREES 0x80u
+#define MT_HEAD_STACK_SHIFT 2     /* allocating: the stack's code */
+#define MT_HEAD_STACK_NEW 15u     /* code 15: v:stack_id follows */
+#define MT_HEAD_ALLOC_OP 0x40u    /* allocating: u8 op follows */
+#define MT_HEAD_BLOCK_SHIFT 2     /* freeing: how the block is named, MT_BLOCK_* */
+#define MT_HEAD_FREE_OP_SHIFT 5   /* freeing: MT_FREE_OP_* */
+#define MT_RECENT_STACKS 15u
+
+enum { MT_BLOCK_AGE1, MT_BLOCK_AGE2, MT_BLOCK_AGE3, MT_BLOCK_DELTA, MT_BLOCK_ADDR };
+enum { MT_FREE_OP_SAME, MT_FREE_OP_REALLOC, MT_FREE_OP_BAD, MT_FREE_OP_BYTE };
+
 /* Ops at or above this value free; below it, they allocate. */
 #define MT_OP_FIRST_FREE 32
 #define MT_OP_MAX 63
 
 static inline int mt_op_allocates(unsigned op) { return op >= 1 && op < MT_OP_FIRST_FREE; }
 static inline int mt_op_frees(unsigned op) { return op >= MT_OP_FIRST_FREE && op <= MT_OP_MAX; }
+
+/* The halves of a resize: they do not become a chunk's op (version 5). */
+static inline int mt_op_resizes(unsigned op)
+{
+    return op == MT_OP_REALLOC || op == MT_OP_RALLOCX || op == MT_OP_XALLOCX || op == MT_OP_REALLOC_FREE ||
+           op == MT_OP_RALLOCX_FREE || op == MT_OP_XALLOCX_FREE;
+}
 
 /* The longest varint: 64 bits at 7 bits a byte. */
 #define MT_VARINT_MAX 10
@@ -244,6 +294,151 @@ static inline uint64_t mt_block_unref(uint64_t seq, uint64_t r, uint64_t prev)
     else
         ref = prev + (uint64_t)mt_unzigzag(r >> 1);
     return ref < seq ? ref : 0;
+}
+
+/* ---- version 5: a chunk's running state, the same for writer and reader ---- */
+
+typedef struct mt_chunk_state {
+    uint64_t seq;      /* the previous event's seq (first_seq at the start) */
+    uint64_t ref;      /* the previous block reference (first_seq at the start) */
+    uint8_t alloc_op;  /* the chunk's allocating op */
+    uint8_t free_op;   /* the chunk's freeing op */
+    uint8_t nrecent;
+    uint32_t recent[MT_RECENT_STACKS]; /* stack ids, most recent first */
+} mt_chunk_state_t;
+
+static inline void mt_chunk_state_init(mt_chunk_state_t *s, uint64_t first_seq)
+{
+    s->seq = s->ref = first_seq;
+    s->alloc_op = MT_OP_MALLOC;
+    s->free_op = MT_OP_FREE;
+    s->nrecent = 0;
+}
+
+/* Moves the recent stack at place i to the front. */
+static inline void mt_recent_front(mt_chunk_state_t *s, unsigned i)
+{
+    uint32_t id = s->recent[i];
+    for (; i > 0; i--)
+        s->recent[i] = s->recent[i - 1];
+    s->recent[0] = id;
+}
+
+/* Puts stack id at the front, dropping the oldest when the list is full. */
+static inline void mt_recent_push(mt_chunk_state_t *s, uint32_t id)
+{
+    unsigned i = s->nrecent < MT_RECENT_STACKS ? s->nrecent++ : MT_RECENT_STACKS - 1;
+    for (; i > 0; i--)
+        s->recent[i] = s->recent[i - 1];
+    s->recent[0] = id;
+}
+
+/* Sets the op of an event's kind after it, as both sides must. */
+static inline void mt_chunk_state_op(mt_chunk_state_t *s, unsigned op, int allocates)
+{
+    if (mt_op_resizes(op))
+        return;
+    if (allocates)
+        s->alloc_op = (uint8_t)op;
+    else
+        s->free_op = (uint8_t)op;
+}
+
+/* Writes the head's seq code and, after the op byte if any, the delta. */
+static inline uint8_t *mt_put_seq_v5(uint8_t *p, uint8_t *head, mt_chunk_state_t *s, uint64_t seq)
+{
+    uint64_t d = seq - s->seq;
+    s->seq = seq;
+    if (d >= 1 && d <= 3) {
+        *head |= (uint8_t)(d - 1);
+        return p;
+    }
+    *head |= MT_HEAD_SEQ_VARINT;
+    return mt_put_varint(p, d);
+}
+
+/* Version 5: encodes an allocating event at p (2 + 5 * MT_VARINT_MAX bytes
+ * free), the block named by its seq, or when addr is not 0 by its address;
+ * replaces: the seq of a block the writer found still live at the same
+ * address (its free was lost), or 0. Returns the byte after. */
+static inline uint8_t *mt_put_alloc_v5(uint8_t *p, mt_chunk_state_t *s, unsigned op, uint64_t seq,
+                                       uint64_t size, uint32_t stack, uint64_t replaces, uint64_t addr)
+{
+    uint8_t *head = p++;
+    unsigned pos = MT_HEAD_STACK_NEW;
+    for (unsigned i = 0; i < s->nrecent; i++)
+        if (s->recent[i] == stack) {
+            pos = i;
+            break;
+        }
+    *head = (uint8_t)(pos << MT_HEAD_STACK_SHIFT);
+    if (op != s->alloc_op || replaces || addr) {
+        *head |= MT_HEAD_ALLOC_OP;
+        *p++ = (uint8_t)(op | (replaces || addr ? MT_EV_MORE : 0));
+    }
+    p = mt_put_seq_v5(p, head, s, seq);
+    p = mt_put_varint(p, size);
+    if (pos == MT_HEAD_STACK_NEW) {
+        p = mt_put_varint(p, stack);
+        mt_recent_push(s, stack);
+    } else {
+        mt_recent_front(s, pos);
+    }
+    if (replaces) {
+        p = mt_put_varint(p, seq - replaces);
+    } else if (addr) {
+        p = mt_put_varint(p, 0);
+        p = mt_put_varint(p, addr);
+    }
+    mt_chunk_state_op(s, op, 1);
+    return p;
+}
+
+/* Version 5: encodes a freeing event at p (2 + 2 * MT_VARINT_MAX bytes
+ * free): of the block allocated at seq ref (ref < seq) when ref is not 0,
+ * else of the block at address addr. Returns the byte after. */
+static inline uint8_t *mt_put_free_v5(uint8_t *p, mt_chunk_state_t *s, unsigned op, uint64_t seq,
+                                      uint64_t ref, uint64_t addr)
+{
+    uint8_t *head = p++;
+    unsigned mode = MT_BLOCK_ADDR;
+    uint64_t age = seq - ref - 1, delta = 0;
+    *head = MT_HEAD_FREES;
+    if (op == s->free_op) {
+        *head |= MT_FREE_OP_SAME << MT_HEAD_FREE_OP_SHIFT;
+    } else if (op == MT_OP_REALLOC_FREE) {
+        *head |= MT_FREE_OP_REALLOC << MT_HEAD_FREE_OP_SHIFT;
+    } else {
+        *head |= MT_FREE_OP_BYTE << MT_HEAD_FREE_OP_SHIFT;
+        *p++ = (uint8_t)op;
+    }
+    p = mt_put_seq_v5(p, head, s, seq);
+    if (ref) {
+        unsigned age_len = age < 1u << 8 ? 1 : age < 1u << 16 ? 2 : age < 1u << 24 ? 3 : 99;
+        delta = mt_zigzag((int64_t)(ref - s->ref));
+        mode = mt_varint_len(delta) < age_len ? MT_BLOCK_DELTA : age_len - 1;
+        s->ref = ref;
+    }
+    *head |= (uint8_t)(mode << MT_HEAD_BLOCK_SHIFT);
+    switch (mode) {
+    case MT_BLOCK_AGE3:
+        p[2] = (uint8_t)(age >> 16);
+        /* fall through */
+    case MT_BLOCK_AGE2:
+        p[1] = (uint8_t)(age >> 8);
+        /* fall through */
+    case MT_BLOCK_AGE1:
+        p[0] = (uint8_t)age;
+        p += mode + 1;
+        break;
+    case MT_BLOCK_DELTA:
+        p = mt_put_varint(p, delta);
+        break;
+    default:
+        p = mt_put_varint(p, addr);
+    }
+    mt_chunk_state_op(s, op, 0);
+    return p;
 }
 
 /* Decodes a varint from [*p, end). Returns 0 and advances *p, or -1 when the

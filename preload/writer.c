@@ -39,7 +39,7 @@
 
 #define OUT_CAP (4u << 20)
 #define CHUNK_MAX_EVENTS 16384u
-#define EVENT_MAX_BYTES (1 + 5 * MT_VARINT_MAX)
+#define EVENT_MAX_BYTES (2 + 5 * MT_VARINT_MAX)
 #define MAX_LABELS 32768u
 #define LABEL_SLOTS 65536u
 
@@ -822,10 +822,11 @@ static void drain(mt_ring_t *r)
         p = mt_put_varint(p, tid);
         uint8_t *count_at = p;
         p += 5; /* the count, as a padded 5-byte varint, filled in below */
-        uint64_t prev_seq = r->slots[t & r->mask].seq;
-        uint64_t prev_ref = prev_seq;
+        uint64_t first_seq = r->slots[t & r->mask].seq;
         uint32_t count = 0;
-        p = mt_put_varint(p, prev_seq);
+        mt_chunk_state_t st;
+        mt_chunk_state_init(&st, first_seq);
+        p = mt_put_varint(p, first_seq);
         for (uint64_t i = 0; i < k; i++) {
             const mt_ring_event_t *ev = &r->slots[(t + i) & r->mask];
             unsigned op = ev->op;
@@ -838,36 +839,17 @@ static void drain(mt_ring_t *r)
             }
             if (op == MT_EV_NOP_OP)
                 continue;
-            uint32_t gid = 0;
-            if (mt_op_allocates(op) && (note == W_LOST || !(gid = mapped(r, ev->stack)))) {
-                lost++; /* its stack could not be stored */
-                continue;
-            }
-            uint8_t *opb = p++;
-            uint64_t dseq = ev->seq - prev_seq;
-            *opb = (uint8_t)op;
-            if (dseq == 1)
-                *opb |= MT_EV_SEQ1;
-            else
-                p = mt_put_varint(p, dseq);
-            prev_seq = ev->seq;
             if (mt_op_allocates(op)) {
-                p = mt_put_varint(p, ev->size);
-                p = mt_put_varint(p, gid - 1);
-                if (W_KIND(note) == W_REPL) {
-                    *opb |= MT_EV_MORE;
-                    p = mt_put_varint(p, ev->seq - W_SEQ(note));
-                } else if (W_KIND(note) == W_RAW) {
-                    *opb |= MT_EV_MORE;
-                    p = mt_put_varint(p, 0);
-                    p = mt_put_varint(p, ev->ptr);
+                uint32_t gid = 0;
+                if (note == W_LOST || !(gid = mapped(r, ev->stack))) {
+                    lost++; /* its stack could not be stored */
+                    continue;
                 }
-            } else if (W_KIND(note) == W_REF) {
-                *opb |= MT_EV_MORE;
-                p = mt_put_varint(p, mt_block_ref(ev->seq, W_SEQ(note), prev_ref));
-                prev_ref = W_SEQ(note);
+                p = mt_put_alloc_v5(p, &st, op, ev->seq, ev->size, gid - 1,
+                                    W_KIND(note) == W_REPL ? W_SEQ(note) : 0,
+                                    W_KIND(note) == W_RAW ? ev->ptr : 0);
             } else {
-                p = mt_put_varint(p, ev->ptr);
+                p = mt_put_free_v5(p, &st, op, ev->seq, W_KIND(note) == W_REF ? W_SEQ(note) : 0, ev->ptr);
             }
             count++;
         }

@@ -657,10 +657,12 @@ Test(replay, an_unsampled_trace_counts_each_block_once)
 
 /* ---- version 4: blocks named by their allocation's seq ---- */
 
-Test(replay, version_4_frees_name_their_allocations_across_threads)
+/* Blocks named by seq across threads, by address, and one whose free was
+ * lost, in a trace of the given version (4 or 5). */
+static void refs_across_threads(uint32_t version)
 {
     mt_tb_t *b = new_trace(2);
-    mt_tb_set_version(b, 4);
+    mt_tb_set_version(b, version);
     mt_tb_chunk_begin(b, 0, 101, 1);
     mt_tb_alloc_v4(b, MT_OP_MALLOC, 1, 100, 0, 0, 0);
     mt_tb_alloc_v4(b, MT_OP_MALLOC, 3, 200, 1, 0, 0);
@@ -697,10 +699,20 @@ Test(replay, version_4_frees_name_their_allocations_across_threads)
     done(&f);
 }
 
-Test(replay, version_4_free_of_a_block_not_allocated_before_it_is_an_error)
+Test(replay, version_4_frees_name_their_allocations_across_threads)
+{
+    refs_across_threads(4);
+}
+
+Test(replay, version_5_frees_name_their_allocations_across_threads)
+{
+    refs_across_threads(5);
+}
+
+static void free_of_a_later_block(uint32_t version)
 {
     mt_tb_t *b = new_trace(1);
-    mt_tb_set_version(b, 4);
+    mt_tb_set_version(b, version);
     mt_tb_chunk_begin(b, 0, 101, 1);
     mt_tb_alloc_v4(b, MT_OP_MALLOC, 1, 100, 0, 0, 0);
     mt_tb_free_ref(b, MT_OP_FREE, 2, 2); /* names itself */
@@ -721,11 +733,21 @@ Test(replay, version_4_free_of_a_block_not_allocated_before_it_is_an_error)
     free(path);
 }
 
-Test(replay, version_4_seq_at_or_above_2_63_is_an_error)
+Test(replay, version_4_free_of_a_block_not_allocated_before_it_is_an_error)
 {
-    /* Block keys use the top bit: a version 4 seq never reaches it. */
+    free_of_a_later_block(4);
+}
+
+Test(replay, version_5_free_of_a_block_not_allocated_before_it_is_an_error)
+{
+    free_of_a_later_block(5);
+}
+
+/* Block keys use the top bit: a seq of version 4 or 5 never reaches it. */
+static void seq_past_2_63(uint32_t version)
+{
     mt_tb_t *b = new_trace(1);
-    mt_tb_set_version(b, 4);
+    mt_tb_set_version(b, version);
     mt_tb_chunk_begin(b, 0, 101, (1ull << 63) - 1);
     mt_tb_alloc_v4(b, MT_OP_MALLOC, (1ull << 63) - 1, 100, 0, 0, 0);
     mt_tb_alloc_v4(b, MT_OP_MALLOC, 1ull << 63, 100, 0, 0, 0);
@@ -745,6 +767,16 @@ Test(replay, version_4_seq_at_or_above_2_63_is_an_error)
     mt__trace_close(t);
     unlink(path);
     free(path);
+}
+
+Test(replay, version_4_seq_at_or_above_2_63_is_an_error)
+{
+    seq_past_2_63(4);
+}
+
+Test(replay, version_5_seq_at_or_above_2_63_is_an_error)
+{
+    seq_past_2_63(5);
 }
 
 /* ---- reading ahead in a second thread ---- */

@@ -1155,3 +1155,219 @@ Test(trace_reader, block_references_read_back_by_age_and_by_change)
     cr_expect_eq(mt_block_unref(10, 1, 3), 0, "age 0");
     cr_expect_eq(mt_block_unref(10, mt_zigzag(7) << 1, 3), 0, "3 + 7 is the free's own seq");
 }
+
+/* ---- version 5: packed event heads ---- */
+
+typedef struct v5_event {
+    bool frees;
+    unsigned op;
+    uint64_t seq, size, ref, addr, replaces;
+    uint32_t stack;
+} v5_event_t;
+
+/* Every way version 5 names an op, a stack and a block: 20 stacks (more
+ * than the 15 the list of recent stacks holds, and back to early ones),
+ * ops that become the chunk's op and resize halves that do not, seq
+ * deltas of 1 to 3 and more, ages of one, two and three bytes and beyond,
+ * changes of reference, blocks named by address, and an allocation that
+ * replaces a block whose free was lost. */
+static size_t v5_events(v5_event_t *ev, size_t max)
+{
+    static const unsigned allocs[] = {MT_OP_MALLOC, MT_OP_MALLOC, MT_OP_NEW, MT_OP_NEW, MT_OP_REALLOC,
+                                      MT_OP_NEW, MT_OP_CALLOC, MT_OP_MALLOC};
+    static const unsigned frees[] = {MT_OP_FREE, MT_OP_DELETE, MT_OP_REALLOC_FREE, MT_OP_DELETE,
+                                     MT_OP_FREE, MT_OP_SDALLOCX};
+    static const uint64_t gaps[] = {1, 2, 3, 4, 1000, 1, 1, 3};
+    uint64_t seq, born[64];
+    size_t n = 0, nborn = 0;
+    /* First, ages of one, two and three bytes where a change of reference
+     * is no shorter: blocks b1, b2, b3 freed b3, b2, b1. */
+    uint64_t b1 = 100, b2 = b1 + 70000, b3 = b2 + 300;
+    ev[n++] = (v5_event_t){.op = MT_OP_MALLOC, .seq = b1, .size = 1, .stack = 3};
+    ev[n++] = (v5_event_t){.op = MT_OP_MALLOC, .seq = b2, .size = 2, .stack = 3};
+    ev[n++] = (v5_event_t){.op = MT_OP_MALLOC, .seq = b3, .size = 3, .stack = 3};
+    ev[n++] = (v5_event_t){.frees = true, .op = MT_OP_FREE, .seq = b3 + 1, .ref = b3};
+    ev[n++] = (v5_event_t){.frees = true, .op = MT_OP_FREE, .seq = b3 + 300, .ref = b2};
+    ev[n++] = (v5_event_t){.frees = true, .op = MT_OP_FREE, .seq = b3 + 301, .ref = b1};
+    seq = b3 + 301;
+    for (size_t i = 0; n + 2 < max && i < 300; i++) {
+        seq += gaps[i % 8];
+        uint32_t stack = (uint32_t)(i % 7 == 0 ? i % 20 : (i * 5) % 3);
+        ev[n++] = (v5_event_t){.op = allocs[i % 8], .seq = seq, .size = (i * 977) % 70000, .stack = stack,
+                               .addr = i % 50 == 7 ? 0x7f0000001000ull + i : 0,
+                               .replaces = i % 60 == 11 && nborn ? born[0] : 0};
+        if (!ev[n - 1].addr && !ev[n - 1].replaces && nborn < 64)
+            born[nborn++] = seq;
+        if (i % 3 == 2 && nborn > 1) { /* free an old one, then the newest */
+            size_t k = (i / 3) % nborn;
+            seq += gaps[(i + 3) % 8];
+            ev[n++] = (v5_event_t){.frees = true, .op = frees[i % 6], .seq = seq, .ref = born[k]};
+            born[k] = born[--nborn];
+        }
+        if (i % 40 == 39) {
+            seq += 1;
+            ev[n++] = (v5_event_t){.frees = true, .op = MT_OP_FREE, .seq = seq, .addr = 0x5000 + i};
+        }
+        if (i == 150)
+            seq += 1u << 25; /* every block now older than three bytes say */
+    }
+    return n;
+}
+
+static void v5_add(mt_tb_t *b, const v5_event_t *e)
+{
+    if (e->frees && e->ref)
+        mt_tb_free_ref(b, e->op, e->seq, e->ref);
+    else if (e->frees)
+        mt_tb_free_addr(b, e->op, e->seq, e->addr);
+    else
+        mt_tb_alloc_v4(b, e->op, e->seq, e->size, e->stack, e->replaces, e->addr);
+}
+
+static void v5_expect(const mt_event_t *got, const v5_event_t *e, size_t i)
+{
+    uint64_t key = e->frees ? (e->ref ? MT_BLOCK_KEY(e->ref) : e->addr) : (e->addr ? e->addr : MT_BLOCK_KEY(e->seq));
+    cr_assert(got->seq == e->seq && got->op == e->op && got->ptr == key, "event %zu: seq %lu op %u key %lx",
+              i, (unsigned long)got->seq, got->op, (unsigned long)got->ptr);
+    if (!e->frees) {
+        cr_assert_eq(got->size, e->size, "event %zu", i);
+        cr_assert_eq(got->stack, e->stack, "event %zu", i);
+        cr_assert_eq(got->replaces, e->replaces ? MT_BLOCK_KEY(e->replaces) : 0, "event %zu", i);
+    }
+}
+
+Test(trace_reader, version_5_events_read_back_exactly)
+{
+    enum { MAX = 1000 };
+    v5_event_t *ev = calloc(MAX, sizeof *ev);
+    mt_event_t *got = calloc(MAX + 1, sizeof *got);
+    cr_assert(ev && got);
+    size_t n = v5_events(ev, MAX);
+    cr_assert_gt(n, 400);
+    /* Once in one chunk (the per-event path, checked decoding only at its
+     * end), once an event a chunk (checked decoding only). */
+    for (int alone = 0; alone < 2; alone++) {
+        mt_tb_t *b = mt_tb_new();
+        mt_tb_set_version(b, 5);
+        for (uint32_t s = 0; s < 20; s++)
+            mt_tb_stack(b, s, 0, one_frame, 1);
+        for (size_t i = 0; i < n; i++) {
+            if (i == 0 || alone)
+                mt_tb_chunk_begin(b, 0, 7, ev[i].seq);
+            v5_add(b, &ev[i]);
+        }
+        mt_tb_chunk_end(b);
+        char *path = finish(b);
+        mt_trace_t *t = open_ok(path);
+        size_t k = read_all(t, got, MAX + 1);
+        cr_assert_eq(k, n, "%s", mt__trace_error(t));
+        for (size_t i = 0; i < n; i++)
+            v5_expect(&got[i], &ev[i], i);
+        mt__trace_rewind(t); /* and in batches */
+        int r;
+        k = 0;
+        while ((r = mt__trace_next_batch(t, got + k, 64)) > 0)
+            k += (size_t)r;
+        cr_assert_eq(r, 0, "%s", mt__trace_error(t));
+        cr_assert_eq(k, n);
+        for (size_t i = 0; i < n; i++)
+            v5_expect(&got[i], &ev[i], i);
+        done(path, t);
+    }
+    free(ev);
+    free(got);
+}
+
+Test(trace_reader, version_5_encoding_is_as_documented)
+{
+    /* Byte by byte, from include/mt_trace.h; first_seq 10. */
+    const uint8_t events[] = {
+        0x3f, 0x00, 0x08, 0x05,   /* malloc, seq + 0, size 8, new stack 5 */
+        0x80, 0x00,               /* free, seq + 1, age 1: the block of seq 10 */
+        0x41, MT_OP_CALLOC, 0x10, /* calloc (in a byte), seq + 2, size 16, recent stack 0 (5) */
+        0xad, 0x06,               /* realloc's free, seq + 2, block 10 + unzigzag(6) = 13 */
+        0x00, 0x20,               /* calloc (the chunk's op now), seq + 1, size 32, stack 5 */
+        0xf0, MT_OP_DELETE, 0x80, 0x01, /* delete (in a byte), seq + 1, by address 0x80 */
+    };
+    mt_tb_t *b = mt_tb_new();
+    mt_tb_set_version(b, 5);
+    mt_tb_stack(b, 5, 0, one_frame, 1);
+    raw_chunk(b, 0, 7, 6, 10, events, sizeof events);
+    char *path = finish(b);
+    mt_trace_t *t = open_ok(path);
+    mt_event_t e[7];
+    cr_assert_eq(read_all(t, e, 7), 6, "%s", mt__trace_error(t));
+    cr_expect(e[0].seq == 10 && e[0].op == MT_OP_MALLOC && e[0].size == 8 && e[0].ptr == MT_BLOCK_KEY(10));
+    cr_expect(e[1].seq == 11 && e[1].op == MT_OP_FREE && e[1].ptr == MT_BLOCK_KEY(10));
+    cr_expect(e[2].seq == 13 && e[2].op == MT_OP_CALLOC && e[2].size == 16 && e[2].ptr == MT_BLOCK_KEY(13));
+    cr_expect(e[3].seq == 15 && e[3].op == MT_OP_REALLOC_FREE && e[3].ptr == MT_BLOCK_KEY(13));
+    cr_expect(e[4].seq == 16 && e[4].op == MT_OP_CALLOC && e[4].size == 32 && e[4].ptr == MT_BLOCK_KEY(16));
+    cr_expect(e[5].seq == 17 && e[5].op == MT_OP_DELETE && e[5].ptr == 0x80);
+    cr_expect(e[0].stack == e[2].stack && e[2].stack == e[4].stack);
+    done(path, t);
+}
+
+/* A chunk of version 5 holding the bad event after first good bytes, and
+ * with pad, 14 good allocations after it, so that the per-event path
+ * meets it too. */
+static void expect_v5_fails(const uint8_t *good, size_t ngood, size_t good_events, const uint8_t *bad,
+                            size_t nbad, bool pad, const char *what)
+{
+    uint8_t events[256];
+    size_t n = 0;
+    memcpy(events, good, ngood);
+    n += ngood;
+    memcpy(events + n, bad, nbad);
+    n += nbad;
+    for (int i = 0; pad && i < 14; i++) {
+        const uint8_t alloc[] = {0x3f, 0x01, 0x08, 0x00};
+        memcpy(events + n, alloc, sizeof alloc);
+        n += sizeof alloc;
+    }
+    mt_tb_t *b = mt_tb_new();
+    mt_tb_set_version(b, 5);
+    mt_tb_stack(b, 0, 0, one_frame, 1);
+    raw_chunk(b, 0, 7, good_events + 1 + (pad ? 14 : 0), 5, events, n);
+    expect_next_fails(b, good_events, what);
+}
+
+Test(trace_reader, version_5_malformed_heads_are_errors)
+{
+    const uint8_t alloc[] = {0x3f, 0x00, 0x08, 0x00}; /* malloc at seq 5, stack 0 */
+    for (int pad = 0; pad < 2; pad++) {
+        expect_v5_fails(alloc, 4, 1, (const uint8_t[]){0xc0, 0x00}, 2, pad, "no such free op code");
+        expect_v5_fails(alloc, 4, 1, (const uint8_t[]){0x94, 0x00}, 2, pad, "no such block mode 5");
+        expect_v5_fails(alloc, 4, 1, (const uint8_t[]){0x04, 0x08}, 2, pad,
+                        "malloc event: recent stack 1 named, but the chunk has 1 so far");
+        expect_v5_fails(alloc, 4, 1, (const uint8_t[]){0x80, 0x05}, 2, pad,
+                        "free event at seq 6 frees a block 6 events old, not allocated before it");
+        expect_v5_fails(alloc, 4, 1, (const uint8_t[]){0xe0, MT_OP_MALLOC, 0x00}, 3, pad,
+                        "freeing op 1 is not known");
+        expect_v5_fails(alloc, 4, 1, (const uint8_t[]){0x40, MT_OP_FREE, 0x08}, 3, pad,
+                        "allocating op 32 is not known");
+        expect_v5_fails(alloc, 4, 1, (const uint8_t[]){0x8c, 0x0c}, 2, pad,
+                        "frees the block allocated at seq 11, not allocated before it");
+    }
+}
+
+/* The head's block mode of a free encoded after a chunk whose previous
+ * reference is prev. */
+static unsigned v5_mode(uint64_t seq, uint64_t ref, uint64_t prev)
+{
+    uint8_t buf[2 + 2 * MT_VARINT_MAX];
+    mt_chunk_state_t st;
+    mt_chunk_state_init(&st, prev);
+    mt_put_free_v5(buf, &st, MT_OP_FREE, seq, ref, 0);
+    return buf[0] >> MT_HEAD_BLOCK_SHIFT & 7;
+}
+
+Test(trace_reader, version_5_names_a_block_the_shortest_way)
+{
+    cr_expect_eq(v5_mode(1000, 999, 1), MT_BLOCK_AGE1);
+    cr_expect_eq(v5_mode(1000, 744, 1), MT_BLOCK_AGE1, "age 256 is one byte: age - 1 is written");
+    cr_expect_eq(v5_mode(1000, 743, 1), MT_BLOCK_AGE2);
+    cr_expect_eq(v5_mode(100000, 30000, 1), MT_BLOCK_AGE3);
+    cr_expect_eq(v5_mode(1ull << 30, 5, 1), MT_BLOCK_DELTA, "older than three bytes say");
+    cr_expect_eq(v5_mode(100000, 30000, 30001), MT_BLOCK_DELTA, "a change of one byte is shorter");
+    cr_expect_eq(v5_mode(100000, 99000, 99200), MT_BLOCK_AGE2, "a change of two bytes is not shorter");
+}

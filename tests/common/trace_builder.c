@@ -29,6 +29,7 @@ struct mt_tb {
 
     bool in_chunk;
     uint64_t stream, first_seq, prev_seq, prev_ptr, prev_ref, count;
+    mt_chunk_state_t st; /* version 5 */
     uint32_t tid;
     bytes_t events;
 
@@ -217,6 +218,7 @@ void mt_tb_chunk_begin(mt_tb_t *b, uint64_t stream, uint32_t tid, uint64_t first
     b->stream = stream;
     b->tid = tid;
     b->first_seq = b->prev_seq = b->prev_ref = first_seq;
+    mt_chunk_state_init(&b->st, first_seq);
     b->prev_ptr = 0;
     b->count = 0;
     b->events.len = 0;
@@ -255,7 +257,8 @@ void mt_tb_free(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr)
     b->count++;
 }
 
-/* Sets the header's version: 4 for traces written with the _v4 calls. */
+/* Sets the header's version: 4 or 5 for traces written with the _v4 calls,
+ * which then encode their events as that version does. */
 void mt_tb_set_version(mt_tb_t *b, uint32_t version)
 {
     b->version = version;
@@ -266,6 +269,12 @@ void mt_tb_set_version(mt_tb_t *b, uint32_t version)
 void mt_tb_alloc_v4(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t size, uint32_t stack, uint64_t replaces,
                     uint64_t addr)
 {
+    if (b->version >= MT_TRACE_VERSION_HEAD) {
+        uint8_t buf[2 + 5 * MT_VARINT_MAX];
+        put(&b->events, buf, (size_t)(mt_put_alloc_v5(buf, &b->st, op, seq, size, stack, replaces, addr) - buf));
+        b->count++;
+        return;
+    }
     event_head(b, op | (replaces || addr ? MT_EV_MORE : 0), seq);
     put_v(&b->events, size);
     put_v(&b->events, stack);
@@ -281,6 +290,12 @@ void mt_tb_alloc_v4(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t size, uint32
 /* Version 4: adds a free of the block allocated at seq ref. */
 void mt_tb_free_ref(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ref)
 {
+    if (b->version >= MT_TRACE_VERSION_HEAD) {
+        uint8_t buf[2 + 2 * MT_VARINT_MAX];
+        put(&b->events, buf, (size_t)(mt_put_free_v5(buf, &b->st, op, seq, ref, 0) - buf));
+        b->count++;
+        return;
+    }
     event_head(b, op | MT_EV_MORE, seq);
     put_v(&b->events, mt_block_ref(seq, ref, b->prev_ref));
     b->prev_ref = ref;
@@ -290,6 +305,12 @@ void mt_tb_free_ref(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ref)
 /* Version 4: adds a free of the block at address addr. */
 void mt_tb_free_addr(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t addr)
 {
+    if (b->version >= MT_TRACE_VERSION_HEAD) {
+        uint8_t buf[2 + 2 * MT_VARINT_MAX];
+        put(&b->events, buf, (size_t)(mt_put_free_v5(buf, &b->st, op, seq, 0, addr) - buf));
+        b->count++;
+        return;
+    }
     event_head(b, op, seq);
     put_v(&b->events, addr);
     b->count++;

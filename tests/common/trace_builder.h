@@ -62,10 +62,11 @@ void mt_tb_free(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr);
 /* Appends the open chunk as a CHUNK record, count = the events added. */
 void mt_tb_chunk_end(mt_tb_t *b);
 
-/* Sets the header's version: 4 for traces written with the _v4 calls. */
+/* Sets the header's version: 4 or 5 for traces written with the _v4 calls,
+ * which then encode their events as that version does. */
 void mt_tb_set_version(mt_tb_t *b, uint32_t version);
 
-/* Version 4 events (include/mt_trace.h): an allocation named by its seq,
+/* Version 4 and 5 events (include/mt_trace.h): an allocation named by its seq,
  * or by addr when addr is not 0, that finds the block allocated at seq
  * replaces still live when replaces is not 0; a free of the block
  * allocated at seq ref; a free of the block at address addr. */
