@@ -139,7 +139,7 @@ static void after_fork_child(void)
     if (st != MT_STATE_ACTIVE)
         return;
     mt__tls.busy = 1;
-    uint64_t fork_seq = atomic_load(&mt__seq);
+    uint64_t fork_seq = atomic_load(&mt__seq.next);
     mt__pid = getpid();
     mt__writer_after_fork();
     mt__rings_after_fork();

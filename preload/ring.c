@@ -24,7 +24,7 @@
 #include "internal.h"
 
 __thread mt_tls_t mt__tls __attribute__((tls_model("initial-exec")));
-_Atomic uint64_t mt__seq = 1;
+mt_seq_counter_t mt__seq = {.next = 1};
 _Atomic(mt_ring_t *) mt__rings;
 
 static _Atomic uint32_t ring_count;
