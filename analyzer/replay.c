@@ -14,6 +14,10 @@
  * first copies its live bytes into peak_bytes, because they have not
  * changed since that peak. mt__replay_finish does the same for every site
  * that did not change after the last peak.
+ *
+ * mt__replay_run decodes the trace in a second thread when it is large and
+ * a second CPU is there (see "reading ahead" below), so that decoding and
+ * replaying overlap.
  */
 #include <errno.h>
 #include <limits.h>

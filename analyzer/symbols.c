@@ -31,6 +31,11 @@
  * time (already loaded, or from libstdc++.so.6 through dlopen) so that the
  * analyzer does not link against libstdc++; without it, names stay mangled.
  *
+ * Opening a file and reading its debug information (inflating compressed
+ * sections, as Debian's libc6-dbg has them) is the slow part; a caller can
+ * have it done in a thread while it does something else
+ * (mt__symbolizer_warm_start).
+ *
  * Results are cached twice: by (address, epoch), which is what callers ask,
  * and by (address, module record), so that the same address seen in many
  * epochs (every dlopen starts one) is resolved by libdw only once. Frames and

@@ -629,7 +629,7 @@ static inline const uint8_t *decode_head_fast(const chunk_dec_t *d, mt_event_t *
 {
     const uint8_t *p = d->p;
     unsigned head = *p++, op, code;
-    uint64_t delta, seq, size = 0, stack = 0, key, replaces = 0, x;
+    uint64_t delta, seq, size = 0, stack = 0, key = 0, replaces = 0, x;
     bool more = false;
 
     if (head & MT_HEAD_FREES) {
