@@ -131,7 +131,7 @@ typedef struct mt_ring {
     /* Producer side. */
     _Alignas(64) _Atomic uint64_t head;
     uint64_t cached_tail;
-    uint32_t *st_slots;   /* open addressing: stack id + 1, 0 = empty */
+    uint64_t *st_slots;   /* open addressing: hash bits and stack id + 1 (ring.c), 0 = empty */
     uint32_t st_mask;
     _Atomic uint32_t st_count; /* ids published to the writer */
     mt_stack_entry_t **st_blocks[MT_STACK_BLOCKS];
