@@ -600,13 +600,23 @@ typedef struct ahead {
     mt_event_t ev[AHEAD_BATCHES][AHEAD_BATCH];
 } ahead_t;
 
+/* Tells the CPU this thread is spinning. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Waits until *w is no longer old. */
 static void ahead_wait(ahead_t *a, _Atomic uint32_t *w, uint32_t old)
 {
     for (int i = 0; i < AHEAD_SPINS; i++) {
         if (atomic_load_explicit(w, memory_order_acquire) != old)
             return;
-        __builtin_ia32_pause();
+        cpu_relax();
     }
     while (atomic_load(w) == old) {
         atomic_fetch_add(&a->sleepers, 1);
@@ -653,6 +663,7 @@ static int run_ahead(mt_replay_t *r, mt_trace_t *t, uint64_t total)
     pthread_t th;
     uint64_t done = 0;
     int rc = 0;
+    bool stopped = false;
     if (!a)
         return 1;
     a->trace = t;
@@ -669,6 +680,7 @@ static int run_ahead(mt_replay_t *r, mt_trace_t *t, uint64_t total)
             ahead_wait(a, &a->filled, b);
         uint32_t k = b % AHEAD_BATCHES;
         if ((rc = feed_all(r, a->ev[k], (size_t)a->count[k], &done, total)) < 0) {
+            stopped = true;
             atomic_store(&a->stop, true);
             ahead_bump(a, &a->emptied);
             break;
@@ -680,6 +692,10 @@ static int run_ahead(mt_replay_t *r, mt_trace_t *t, uint64_t total)
     }
     pthread_join(th, NULL);
     free(a);
+    /* Stopped by the replay: the reader may have read on into an error of
+     * its own that an inline replay would never have met. */
+    if (rc < 0 && stopped)
+        mt__trace_rewind(t);
     return rc;
 }
 

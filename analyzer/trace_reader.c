@@ -2469,6 +2469,7 @@ void mt__trace_rewind(mt_trace_t *t)
     t->primed = false;
     t->pending = false;
     t->failed = 0;
+    t->err[0] = '\0';
 }
 
 /* Stores the next event of the merged stream in *ev; see internal.h. The

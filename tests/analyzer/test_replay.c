@@ -946,3 +946,46 @@ Test(replay, reading_ahead_ends_the_reader_when_the_replay_stops_early)
     unlink(path);
     free(path);
 }
+
+Test(replay, a_replay_stopped_early_leaves_no_error_the_reader_met_ahead)
+{
+    /* A marker at seq 1000 stops the replay; a free 2,000 events later
+     * names a block not allocated before it, well within what the reader
+     * thread decodes ahead, and 70,000 events in all make the replay read
+     * ahead. Replayed inline, the reader never gets there. */
+    mt_tb_t *b = new_trace(1);
+    mt_tb_set_version(b, 5);
+    mt_tb_label(b, 1, "stop");
+    mt_tb_marker(b, 1000, 1000, 7, 1);
+    uint64_t seq = 0;
+    mt_tb_chunk_begin(b, 0, 7, 1);
+    for (; seq < 3000; seq++)
+        mt_tb_alloc_v4(b, MT_OP_MALLOC, seq + 1, 16, 0, 0, 0);
+    seq++;
+    mt_tb_free_ref(b, MT_OP_FREE, seq, seq); /* names itself */
+    mt_tb_chunk_end(b);
+    for (uint64_t c = 0; c < 70; c++) {
+        mt_tb_chunk_begin(b, 0, 7, seq + 1);
+        for (int i = 0; i < 1000; i++, seq++)
+            mt_tb_alloc_v4(b, MT_OP_MALLOC, seq + 1, 16, 0, 0, 0);
+        mt_tb_chunk_end(b);
+    }
+    char *path = mt_tb_write_temp(b);
+    mt_tb_destroy(b);
+    mt_trace_t *t = open_path(path);
+    for (int read_inline = 0; read_inline < 2; read_inline++) {
+        int markers = 1; /* the first marker stops it */
+        mt_replay_options_t opt = {.on_marker = stop_at_second_marker, .marker_ctx = &markers,
+                                   .read_inline = read_inline};
+        mt_replay_t *r = NULL;
+        cr_expect_eq(mt__replay_run(t, &opt, &r), -ECANCELED);
+        cr_expect_str_eq(mt__trace_error(t), "", "read %s", read_inline ? "inline" : "ahead");
+    }
+    /* Replayed to the end, the bad free is an error. */
+    mt_replay_t *r = NULL;
+    cr_expect_lt(mt__replay_run(t, NULL, &r), 0);
+    cr_expect(strstr(mt__trace_error(t), "not allocated before it"), "%s", mt__trace_error(t));
+    mt__trace_close(t);
+    unlink(path);
+    free(path);
+}
