@@ -585,7 +585,7 @@ static int feed_all(mt_replay_t *r, const mt_event_t *evs, size_t n, uint64_t *d
 
 #define AHEAD_BATCH 1024u
 #define AHEAD_BATCHES 8u
-#define AHEAD_SPINS 2000
+#define AHEAD_SPINS 200
 /* Traces with fewer events are replayed in one thread: a thread costs more. */
 #define AHEAD_MIN_EVENTS (1u << 16)
 
