@@ -307,6 +307,7 @@ typedef struct mt_chunk_state {
     uint32_t recent[MT_RECENT_STACKS]; /* stack ids, most recent first */
 } mt_chunk_state_t;
 
+/* The state at the start of a chunk whose first event has seq first_seq. */
 static inline void mt_chunk_state_init(mt_chunk_state_t *s, uint64_t first_seq)
 {
     s->seq = s->ref = first_seq;
