@@ -235,7 +235,12 @@ static inline __attribute__((always_inline)) void record_alloc(unsigned op, cons
     uint64_t buf[MT_UNWIND_BUF];
     uint32_t n;
     uint64_t fold;
-    const uint64_t *frames = mt__unwind(buf, mt__config.depth, &n, &fold);
+    /* The frame this is inlined into (the library keeps frame pointers):
+     * its return address, its canonical frame address and the caller's
+     * rbp it saved, where the walk can start. */
+    const uintptr_t *fa = __builtin_frame_address(0);
+    const mt_unwind_from_t from = {fa[1], (uintptr_t)(fa + 2), fa[0]};
+    const uint64_t *frames = mt__unwind(buf, mt__config.depth, &n, &fold, &from);
     uint32_t id = mt__ring_intern_folded(r, frames, n, atomic_load_explicit(&mt__epoch, memory_order_relaxed), fold);
     if (MT_UNLIKELY(id == UINT32_MAX)) {
         atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);

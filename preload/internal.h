@@ -324,13 +324,24 @@ MT_HIDDEN void mt__unwind_init(void);
 /* The size of the buffer mt__unwind walks into. */
 #define MT_UNWIND_BUF (MT_MAX_DEPTH + 8)
 
+/* Where a walk may start instead of at the unwinder's own frame: a return
+ * address, the stack pointer just after that call returns (the callee's
+ * canonical frame address) and the caller's frame pointer. */
+typedef struct mt_unwind_from {
+    uintptr_t ip, sp, rbp;
+} mt_unwind_from_t;
+
 /* Walks the calling thread's stack into buf (MT_UNWIND_BUF entries) and
  * returns where in buf its recorded part starts: up to max return
  * addresses, innermost first, starting at the caller of the allocation
  * function (the library's own frames are left out); their count goes to
  * *count, their fold (see mt__stack_fold) to *fold when the walk knew it
- * without extra work, else 0. */
-MT_HIDDEN const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold);
+ * without extra work, else 0. from, when not NULL, is the state of a frame
+ * on the current stack (a hook's, read from its frame pointer): the
+ * default walker starts there instead of stepping over the library's
+ * frames up to it. */
+MT_HIDDEN const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold,
+                                     const mt_unwind_from_t *from);
 
 /* Drops cached unwind information (after dlclose). */
 MT_HIDDEN void mt__unwind_flush(void);

@@ -592,7 +592,8 @@ static inline int step_over(const uw_rule_t *rule, uintptr_t hi, uintptr_t *ip, 
  * is the previous one's: it is copied instead of stepped. Programs with
  * deep stacks (interpreters, recursions) mostly allocate with a changing
  * inner and an unchanged outer part. */
-static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds)
+static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds,
+                                              const mt_unwind_from_t *start)
 {
     mt_tls_t *t = &mt__tls;
     if (!t->ring || !t->stack_hi)
@@ -603,6 +604,13 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     const uintptr_t lo = t->stack_lo, hi = t->stack_hi;
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t ip = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
+    if (start && start->sp > sp && start->sp < hi) {
+        /* The hook read its caller's state from its own frame: no rule
+         * lookups to step over this function, mt__unwind and the hook. */
+        ip = start->ip;
+        sp = start->sp;
+        rbp = start->rbp;
+    }
     uint32_t n = 0, end;
     *folds = NULL;
     if (sp < lo || sp >= hi)
@@ -673,22 +681,24 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     return (int)n;
 }
 #else
-static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds)
+static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds, const mt_unwind_from_t *from)
 {
     (void)frames;
     (void)max;
+    (void)from;
     *folds = NULL;
     return -1;
 }
 #endif
 
-const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold)
+const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold,
+                           const mt_unwind_from_t *from)
 {
     uint32_t want = max + 8 < MT_UNWIND_BUF ? max + 8 : MT_UNWIND_BUF;
     uint32_t n, skip = 0;
     const uint64_t *folds;
     if (MT_LIKELY(!mt__config.unwind_fp && !mt__config.unwind_libunwind)) {
-        int r = cfi_walk(buf, max, &folds); /* only the frames it records */
+        int r = cfi_walk(buf, max, &folds, from); /* only the frames it records */
         if (MT_LIKELY(r >= 0)) {
             *count = (uint32_t)r;
             *fold = folds ? folds[0] : 0;
