@@ -510,12 +510,12 @@ typedef struct chunk_dec {
     const uint8_t *base;    /* the first event byte, at file offset base_off */
     uint64_t base_off;
     uint64_t remaining;     /* events still to decode */
-    uint64_t seq, ptr;      /* the previous event's, for the deltas */
-    uint64_t ref;           /* version 4: the previous block reference */
+    uint64_t ptr;           /* versions 1 to 3: the previous event's pointer */
     bool refs;              /* version 4: blocks named by allocation seq */
     bool heads;             /* version 5: packed event heads */
-    mt_chunk_state_t st;    /* version 5: the chunk's ops and recent stacks
-                               (its seq and ref are the two above) */
+    mt_chunk_state_t st;    /* the previous event's seq; from version 4 the
+                               previous block reference; in version 5 the
+                               chunk's ops and recent stacks */
 } chunk_dec_t;
 
 static const uint8_t no_bytes[1];
@@ -527,9 +527,7 @@ static void dec_start(chunk_dec_t *d, const uint8_t *events, uint32_t len, uint6
     d->end = d->p + len;
     d->base_off = off;
     d->remaining = count;
-    d->seq = first_seq;
     d->ptr = 0;
-    d->ref = first_seq;
     d->refs = version >= MT_TRACE_VERSION_REFS;
     d->heads = version >= MT_TRACE_VERSION_HEAD;
     mt_chunk_state_init(&d->st, first_seq);
@@ -656,9 +654,9 @@ static inline const uint8_t *decode_head_fast(const chunk_dec_t *d, mt_event_t *
     delta = (head & MT_HEAD_SEQ) + 1;
     if ((head & MT_HEAD_SEQ) == MT_HEAD_SEQ_VARINT && !fast_varint(&p, &delta))
         return NULL;
-    if (delta > UINT64_MAX - d->seq)
+    if (delta > UINT64_MAX - d->st.seq)
         return NULL;
-    seq = d->seq + delta;
+    seq = d->st.seq + delta;
     if (seq >> 63)
         return NULL; /* block keys need the top bit */
     if (!(head & MT_HEAD_FREES)) {
@@ -693,7 +691,7 @@ static inline const uint8_t *decode_head_fast(const chunk_dec_t *d, mt_event_t *
         case MT_BLOCK_DELTA:
             if (!fast_varint(&p, &x))
                 return NULL;
-            x = delta_ref(seq, d->ref, x);
+            x = delta_ref(seq, d->st.ref, x);
             break;
         case MT_BLOCK_ADDR:
             if (!fast_varint(&p, &key) || key >> 63)
@@ -735,10 +733,10 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
     allocates = mt_op_allocates(op);
     if (!(flags & MT_EV_SEQ1) && !fast_varint(&p, &delta))
         return NULL;
-    if (delta > UINT64_MAX - d->seq)
+    if (delta > UINT64_MAX - d->st.seq)
         return NULL;
     if (d->refs) {
-        uint64_t seq = d->seq + delta, key, x, replaces = 0;
+        uint64_t seq = d->st.seq + delta, key, x, replaces = 0;
         if (seq >> 63)
             return NULL; /* block keys need the top bit */
         if (allocates) {
@@ -751,7 +749,7 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
             if (!fast_varint(&p, &x))
                 return NULL;
             if (flags & MT_EV_MORE) {
-                uint64_t ref = mt_block_unref(seq, x, d->ref);
+                uint64_t ref = mt_block_unref(seq, x, d->st.ref);
                 if (ref == 0)
                     return NULL;
                 key = MT_BLOCK_KEY(ref);
@@ -772,7 +770,7 @@ static inline const uint8_t *decode_fast(const chunk_dec_t *d, mt_event_t *ev)
     if (allocates && (!fast_varint(&p, &stack) || stack > UINT32_MAX))
         return NULL;
     *ev = (mt_event_t){
-        .seq = d->seq + delta,
+        .seq = d->st.seq + delta,
         .ptr = d->ptr + (uint64_t)mt_unzigzag(zptr) * (flags & MT_EV_PTR16 ? 16u : 1u),
         .size = size,
         .stack = (uint32_t)stack,
@@ -795,204 +793,222 @@ static inline void dec_commit(chunk_dec_t *d, const mt_event_t *ev, const uint8_
         mt_chunk_state_op(&d->st, ev->op, allocates);
     }
     d->p = p;
-    d->seq = ev->seq;
+    d->st.seq = ev->seq;
     d->ptr = ev->ptr;
     d->remaining--;
     /* Version 4: a free that named its block moves the reference on. */
     if (d->refs && mt_op_frees(ev->op) && ev->ptr >> 63)
-        d->ref = ev->ptr & ~(1ull << 63);
+        d->st.ref = ev->ptr & ~(1ull << 63);
 }
 
-/* The seq of an event delta after the previous one (versions 4 and 5:
- * below 2^63, so that block keys can use the top bit). */
-static int next_seq(const chunk_dec_t *d, uint64_t off, unsigned op, uint64_t delta, uint64_t *seq,
-                    char *err, const char *path)
+/* ---- the checked decoders of versions 4 and 5 ----
+ *
+ * decode_fast's job for an event near its chunk's end or a malformed one,
+ * byte by byte, saying exactly what is wrong and where. */
+
+/* The event being checked: its chunk, offset and op, and where a message
+ * goes. */
+typedef struct checked {
+    chunk_dec_t *d;
+    uint64_t off;
+    unsigned op;
+    char *err;
+    const char *path;
+} checked_t;
+
+/* Reads the varint field what into *v, or says what is wrong with it. */
+static int read_field(checked_t *c, const char *what, uint64_t *v)
 {
-    if (delta > UINT64_MAX - d->seq)
-        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", off,
-                      mt__op_name(op));
-    *seq = d->seq + delta;
-    if (*seq >> 63)
-        return errorf(err, path, -EINVAL,
-                      "offset %" PRIu64 ": %s event: seq %" PRIu64 " is out of range (at most 2^63 - 1)", off,
-                      mt__op_name(op), *seq);
+    const uint8_t *q = c->d->p;
+    if (mt_get_varint(&c->d->p, c->d->end, v))
+        return errorf(c->err, c->path, -EINVAL, "offset %" PRIu64 ": %s event: %s %s", c->off,
+                      mt__op_name(c->op), what, varint_fault(q, c->d->end));
     return 0;
 }
 
-/* The tail of an allocation that says more about its block (versions 4
- * and 5, MT_EV_MORE): sets *key when the block is named by its address,
- * *replaces when it ends a block whose free was lost. */
-static int decode_more(chunk_dec_t *d, uint64_t off, unsigned op, uint64_t seq, uint64_t *key,
-                       uint64_t *replaces, char *err, const char *path)
+static int read_stack_id(checked_t *c, uint64_t *stack)
 {
-    const uint8_t *q = d->p;
-    const char *what = "block reference";
-    uint64_t x;
+    int rc = read_field(c, "stack id", stack);
+    if (rc == 0 && *stack > UINT32_MAX)
+        return errorf(c->err, c->path, -EINVAL,
+                      "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range", c->off,
+                      mt__op_name(c->op), *stack);
+    return rc;
+}
 
-    if (mt_get_varint(&d->p, d->end, &x))
-        goto bad_varint;
-    if (x == 0) {
-        q = d->p;
-        what = "pointer";
-        if (mt_get_varint(&d->p, d->end, &x))
-            goto bad_varint;
-        if (x >> 63)
-            return errorf(err, path, -EINVAL,
-                          "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
-                          off, mt__op_name(op), x);
-        *key = x;
-    } else if (x >= seq) {
-        return errorf(err, path, -EINVAL,
+/* A block named by its address: one no user-space pointer can be is an error. */
+static int read_address(checked_t *c, uint64_t *addr)
+{
+    int rc = read_field(c, "pointer", addr);
+    if (rc == 0 && *addr >> 63)
+        return errorf(c->err, c->path, -EINVAL,
+                      "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
+                      c->off, mt__op_name(c->op), *addr);
+    return rc;
+}
+
+/* The seq of the event delta after the previous one: below 2^63, so that
+ * block keys can use the top bit. */
+static int next_seq(checked_t *c, uint64_t delta, uint64_t *seq)
+{
+    if (delta > UINT64_MAX - c->d->st.seq)
+        return errorf(c->err, c->path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", c->off,
+                      mt__op_name(c->op));
+    *seq = c->d->st.seq + delta;
+    if (*seq >> 63)
+        return errorf(c->err, c->path, -EINVAL,
+                      "offset %" PRIu64 ": %s event: seq %" PRIu64 " is out of range (at most 2^63 - 1)",
+                      c->off, mt__op_name(c->op), *seq);
+    return 0;
+}
+
+/* A free at seq that names a block not allocated before it, by its age
+ * or (not by_age) by the seq ref it works out to. */
+static int not_before(checked_t *c, uint64_t seq, bool by_age, uint64_t n)
+{
+    if (by_age)
+        return errorf(c->err, c->path, -EINVAL,
+                      "offset %" PRIu64 ": %s event at seq %" PRIu64 " frees a block %" PRIu64
+                      " events old, not allocated before it",
+                      c->off, mt__op_name(c->op), seq, n);
+    return errorf(c->err, c->path, -EINVAL,
+                  "offset %" PRIu64 ": %s event at seq %" PRIu64
+                  " frees the block allocated at seq %" PRIu64 ", not allocated before it",
+                  c->off, mt__op_name(c->op), seq, n);
+}
+
+/* The tail of an allocation that says more about its block (MT_EV_MORE):
+ * sets *key when the block is named by its address, *replaces when it
+ * ends a block whose free was lost. */
+static int read_more(checked_t *c, uint64_t seq, uint64_t *key, uint64_t *replaces)
+{
+    uint64_t x;
+    int rc = read_field(c, "block reference", &x);
+    if (rc == 0 && x == 0)
+        return read_address(c, key);
+    if (rc == 0 && x >= seq)
+        return errorf(c->err, c->path, -EINVAL,
                       "offset %" PRIu64 ": %s event: it replaces a block allocated %" PRIu64
                       " events before seq %" PRIu64 ", before the trace began",
-                      off, mt__op_name(op), x, seq);
-    } else {
+                      c->off, mt__op_name(c->op), x, seq);
+    if (rc == 0)
         *replaces = MT_BLOCK_KEY(seq - x);
-    }
-    return 0;
-bad_varint:
-    return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: %s %s", off, mt__op_name(op), what,
-                  varint_fault(q, d->end));
+    return rc;
 }
 
-/* A version 4 event: decode_fast's job for traces that name blocks by
- * their allocation's seq (include/mt_trace.h). Moves d past it and returns
- * 0, or says what is wrong and where. */
+/* Moves d past a checked event and stores it. */
+static int checked_done(checked_t *c, mt_event_t *ev, uint64_t seq, uint64_t key, uint64_t size,
+                        uint64_t stack, uint64_t replaces)
+{
+    c->d->st.seq = seq;
+    c->d->remaining--;
+    *ev = (mt_event_t){.seq = seq, .ptr = key, .size = size, .stack = (uint32_t)stack,
+                       .op = (uint8_t)c->op, .replaces = replaces};
+    return 0;
+}
+
+/* An event of versions 1 to 3, checked. Moves d past it and returns 0, or
+ * says what is wrong and where. */
+static int decode_addrs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
+{
+    checked_t c = {d, dec_offset(d), *d->p & MT_EV_OP_MASK, err, path};
+    uint64_t delta = 1, size = 0, zptr, stack = 0;
+    unsigned flags = *d->p++ & ~MT_EV_OP_MASK; /* decode_event checked the op */
+    int rc;
+
+    if (!(flags & MT_EV_SEQ1) && (rc = read_field(&c, "seq delta", &delta)))
+        return rc;
+    if (delta > UINT64_MAX - d->st.seq)
+        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", c.off,
+                      mt__op_name(c.op));
+    if ((mt_op_allocates(c.op) && (rc = read_field(&c, "size", &size))) ||
+        (rc = read_field(&c, "pointer delta", &zptr)) ||
+        (mt_op_allocates(c.op) && (rc = read_stack_id(&c, &stack))))
+        return rc;
+    d->ptr += (uint64_t)mt_unzigzag(zptr) * (flags & MT_EV_PTR16 ? 16u : 1u);
+    return checked_done(&c, ev, d->st.seq + delta, d->ptr, size, stack, 0);
+}
+
+/* A version 4 event, checked. Moves d past it and returns 0, or says what
+ * is wrong and where. */
 static int decode_refs(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
 {
-    uint64_t off = dec_offset(d), delta = 1, size = 0, stack = 0, x = 0, key, replaces = 0;
-    const uint8_t *q;
+    checked_t c = {d, dec_offset(d), *d->p & MT_EV_OP_MASK, err, path};
+    uint64_t delta = 1, size = 0, stack = 0, x, key, replaces = 0, seq;
+    unsigned flags = *d->p++ & ~MT_EV_OP_MASK; /* decode_event checked the op */
     int rc;
-    unsigned op, flags;
-    const char *what;
 
-    /* decode_event checked that an event with a known op is there. */
-    flags = *d->p & ~MT_EV_OP_MASK;
-    op = *d->p & MT_EV_OP_MASK;
-    q = ++d->p;
-    what = "seq delta";
-    if (!(flags & MT_EV_SEQ1) && mt_get_varint(&d->p, d->end, &delta))
-        goto bad_varint;
-    uint64_t seq;
-    if ((rc = next_seq(d, off, op, delta, &seq, err, path)))
+    if ((!(flags & MT_EV_SEQ1) && (rc = read_field(&c, "seq delta", &delta))) ||
+        (rc = next_seq(&c, delta, &seq)))
         return rc;
-    if (mt_op_allocates(op)) {
-        q = d->p;
-        what = "size";
-        if (mt_get_varint(&d->p, d->end, &size))
-            goto bad_varint;
-        q = d->p;
-        what = "stack id";
-        if (mt_get_varint(&d->p, d->end, &stack))
-            goto bad_varint;
-        if (stack > UINT32_MAX)
-            return errorf(err, path, -EINVAL,
-                          "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range",
-                          off, mt__op_name(op), stack);
-        key = MT_BLOCK_KEY(seq);
-        if ((flags & MT_EV_MORE) && (rc = decode_more(d, off, op, seq, &key, &replaces, err, path)))
+    if (mt_op_allocates(c.op)) {
+        if ((rc = read_field(&c, "size", &size)) || (rc = read_stack_id(&c, &stack)))
             return rc;
-    } else {
-        q = d->p;
-        what = flags & MT_EV_MORE ? "block reference" : "pointer";
-        if (mt_get_varint(&d->p, d->end, &x))
-            goto bad_varint;
-        if (flags & MT_EV_MORE) {
-            uint64_t ref = mt_block_unref(seq, x, d->ref);
-            if (ref == 0) {
-                if (x & 1)
-                    return errorf(err, path, -EINVAL,
-                                  "offset %" PRIu64 ": %s event at seq %" PRIu64 " frees a block %" PRIu64
-                                  " events old, not allocated before it",
-                                  off, mt__op_name(op), seq, x >> 1);
-                return errorf(err, path, -EINVAL,
-                              "offset %" PRIu64 ": %s event at seq %" PRIu64
-                              " frees the block allocated at seq %" PRIu64 ", not allocated before it",
-                              off, mt__op_name(op), seq, d->ref + (uint64_t)mt_unzigzag(x >> 1));
-            }
-            d->ref = ref;
-            key = MT_BLOCK_KEY(ref);
-        } else if (x >> 63) {
-            return errorf(err, path, -EINVAL,
-                          "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
-                          off, mt__op_name(op), x);
-        } else {
-            key = x;
-        }
+        key = MT_BLOCK_KEY(seq);
+        if ((flags & MT_EV_MORE) && (rc = read_more(&c, seq, &key, &replaces)))
+            return rc;
+    } else if (flags & MT_EV_MORE) {
+        if ((rc = read_field(&c, "block reference", &x)))
+            return rc;
+        uint64_t ref = mt_block_unref(seq, x, d->st.ref);
+        if (ref == 0)
+            return not_before(&c, seq, x & 1, x & 1 ? x >> 1 : d->st.ref + (uint64_t)mt_unzigzag(x >> 1));
+        d->st.ref = ref;
+        key = MT_BLOCK_KEY(ref);
+    } else if ((rc = read_address(&c, &key))) {
+        return rc;
     }
-    d->seq = seq;
-    d->remaining--;
-    *ev = (mt_event_t){.seq = seq, .ptr = key, .size = size, .stack = (uint32_t)stack,
-                       .op = (uint8_t)op, .replaces = replaces};
-    return 0;
-bad_varint:
-    return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: %s %s", off, mt__op_name(op), what,
-                  varint_fault(q, d->end));
+    return checked_done(&c, ev, seq, key, size, stack, replaces);
 }
 
-/* A version 5 event: decode_fast's job, checked byte by byte, for an
- * event near its chunk's end or a malformed one. Moves d past it and
- * returns 0, or says what is wrong and where. */
+/* A version 5 event, checked, as decode_refs. */
 static int decode_heads(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
 {
-    uint64_t off = dec_offset(d), delta, size = 0, stack = 0, x = 0, key, ref = 0, replaces = 0;
-    const uint8_t *q;
-    int rc;
-    unsigned head = *d->p++, op, code;
+    checked_t c = {d, dec_offset(d), 0, err, path};
+    uint64_t delta, size = 0, stack = 0, x = 0, key, ref = 0, replaces = 0, seq;
+    unsigned head = *d->p++, code;
     bool allocates = !(head & MT_HEAD_FREES), more = false;
-    const char *what;
+    int rc;
 
     if (!allocates) {
         code = head >> MT_HEAD_FREE_OP_SHIFT & 3;
-        op = code == MT_FREE_OP_SAME ? d->st.free_op : MT_OP_REALLOC_FREE;
+        c.op = code == MT_FREE_OP_SAME ? d->st.free_op : MT_OP_REALLOC_FREE;
         if (code == MT_FREE_OP_BAD)
             return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event head 0x%02x: no such free op code",
-                          off, head);
+                          c.off, head);
     } else {
-        op = d->st.alloc_op;
+        c.op = d->st.alloc_op;
         code = MT_FREE_OP_BYTE * !!(head & MT_HEAD_ALLOC_OP);
     }
     if (code == MT_FREE_OP_BYTE) {
         if (d->p >= d->end)
-            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event cut short after its head", off);
+            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event cut short after its head", c.off);
         more = allocates && (*d->p & MT_EV_MORE);
-        op = *d->p++ & (allocates ? ~MT_EV_MORE : 0xffu);
+        c.op = *d->p++ & (allocates ? ~MT_EV_MORE : 0xffu);
     }
-    if (!op_known(op) || (allocates ? !mt_op_allocates(op) : !mt_op_frees(op)))
+    if (!op_known(c.op) || (allocates ? !mt_op_allocates(c.op) : !mt_op_frees(c.op)))
         return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event head 0x%02x: %s op %u is not known",
-                      off, head, allocates ? "allocating" : "freeing", op);
-    q = d->p;
-    what = "seq delta";
+                      c.off, head, allocates ? "allocating" : "freeing", c.op);
     delta = (head & MT_HEAD_SEQ) + 1;
-    if ((head & MT_HEAD_SEQ) == MT_HEAD_SEQ_VARINT && mt_get_varint(&d->p, d->end, &delta))
-        goto bad_varint;
-    uint64_t seq;
-    if ((rc = next_seq(d, off, op, delta, &seq, err, path)))
+    if (((head & MT_HEAD_SEQ) == MT_HEAD_SEQ_VARINT && (rc = read_field(&c, "seq delta", &delta))) ||
+        (rc = next_seq(&c, delta, &seq)))
         return rc;
     if (allocates) {
-        q = d->p;
-        what = "size";
-        if (mt_get_varint(&d->p, d->end, &size))
-            goto bad_varint;
+        if ((rc = read_field(&c, "size", &size)))
+            return rc;
         code = head >> MT_HEAD_STACK_SHIFT & 15;
         if (code == MT_HEAD_STACK_NEW) {
-            q = d->p;
-            what = "stack id";
-            if (mt_get_varint(&d->p, d->end, &stack))
-                goto bad_varint;
-            if (stack > UINT32_MAX)
-                return errorf(err, path, -EINVAL,
-                              "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range",
-                              off, mt__op_name(op), stack);
+            if ((rc = read_stack_id(&c, &stack)))
+                return rc;
         } else if (code >= d->st.nrecent) {
             return errorf(err, path, -EINVAL,
                           "offset %" PRIu64 ": %s event: recent stack %u named, but the chunk has %u so far",
-                          off, mt__op_name(op), code, d->st.nrecent);
+                          c.off, mt__op_name(c.op), code, d->st.nrecent);
         } else {
             stack = d->st.recent[code];
         }
         key = MT_BLOCK_KEY(seq);
-        if (more && (rc = decode_more(d, off, op, seq, &key, &replaces, err, path)))
+        if (more && (rc = read_more(&c, seq, &key, &replaces)))
             return rc;
         if (code == MT_HEAD_STACK_NEW)
             mt_recent_push(&d->st, (uint32_t)stack);
@@ -1000,62 +1016,42 @@ static int decode_heads(chunk_dec_t *d, mt_event_t *ev, char *err, const char *p
             mt_recent_front(&d->st, code);
     } else {
         unsigned mode = head >> MT_HEAD_BLOCK_SHIFT & 7;
-        q = d->p;
         if (mode <= MT_BLOCK_AGE3) {
             if ((size_t)(d->end - d->p) < mode + 1u)
-                return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: block age cut short", off,
-                              mt__op_name(op));
+                return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: block age cut short", c.off,
+                              mt__op_name(c.op));
             for (unsigned i = 0; i <= mode; i++)
                 x |= (uint64_t)d->p[i] << (8 * i);
             d->p += mode + 1;
             if (!(ref = age_ref(seq, x)))
-                return errorf(err, path, -EINVAL,
-                              "offset %" PRIu64 ": %s event at seq %" PRIu64 " frees a block %" PRIu64
-                              " events old, not allocated before it",
-                              off, mt__op_name(op), seq, x + 1);
+                return not_before(&c, seq, true, x + 1);
         } else if (mode == MT_BLOCK_DELTA) {
-            what = "block reference";
-            if (mt_get_varint(&d->p, d->end, &x))
-                goto bad_varint;
-            if (!(ref = delta_ref(seq, d->ref, x)))
-                return errorf(err, path, -EINVAL,
-                              "offset %" PRIu64 ": %s event at seq %" PRIu64
-                              " frees the block allocated at seq %" PRIu64 ", not allocated before it",
-                              off, mt__op_name(op), seq, d->ref + (uint64_t)mt_unzigzag(x));
+            if ((rc = read_field(&c, "block reference", &x)))
+                return rc;
+            if (!(ref = delta_ref(seq, d->st.ref, x)))
+                return not_before(&c, seq, false, d->st.ref + (uint64_t)mt_unzigzag(x));
         } else if (mode == MT_BLOCK_ADDR) {
-            what = "pointer";
-            if (mt_get_varint(&d->p, d->end, &x))
-                goto bad_varint;
-            if (x >> 63)
-                return errorf(err, path, -EINVAL,
-                              "offset %" PRIu64 ": %s event: pointer 0x%" PRIx64 " is not a user-space address",
-                              off, mt__op_name(op), x);
+            if ((rc = read_address(&c, &x)))
+                return rc;
         } else {
             return errorf(err, path, -EINVAL, "offset %" PRIu64 ": event head 0x%02x: no such block mode %u",
-                          off, head, mode);
+                          c.off, head, mode);
         }
         key = ref ? MT_BLOCK_KEY(ref) : x;
         if (ref)
-            d->ref = ref;
+            d->st.ref = ref;
     }
-    mt_chunk_state_op(&d->st, op, allocates);
-    d->seq = seq;
-    d->remaining--;
-    *ev = (mt_event_t){.seq = seq, .ptr = key, .size = size, .stack = (uint32_t)stack,
-                       .op = (uint8_t)op, .replaces = replaces};
-    return 0;
-bad_varint:
-    return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: %s %s", off, mt__op_name(op), what,
-                  varint_fault(q, d->end));
+    mt_chunk_state_op(&d->st, c.op, allocates);
+    return checked_done(&c, ev, seq, key, size, stack, replaces);
 }
 
 /* Decodes the next event of a chunk into ev (op, seq, ptr, size, stack as
  * written; tid and label left 0). The caller checked remaining > 0. */
 static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *path)
 {
-    uint64_t off, delta, size = 0, zptr, stack = 0;
+    uint64_t off;
     const uint8_t *q;
-    unsigned op, flags;
+    unsigned op;
 
     if ((q = decode_fast(d, ev))) {
         dec_commit(d, ev, q, ev->stack);
@@ -1069,51 +1065,12 @@ static int decode_event(chunk_dec_t *d, mt_event_t *ev, char *err, const char *p
                       off, d->remaining);
     if (d->heads)
         return decode_heads(d, ev, err, path);
-    flags = *d->p & ~MT_EV_OP_MASK;
     op = *d->p & MT_EV_OP_MASK;
     if (!op_known(op))
         return errorf(err, path, -EINVAL, "offset %" PRIu64 ": unknown event op %u", off, op);
     if (d->refs)
         return decode_refs(d, ev, err, path);
-    d->p++;
-    q = d->p;
-    delta = 1;
-    if (!(flags & MT_EV_SEQ1) && mt_get_varint(&d->p, d->end, &delta))
-        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq delta %s", off,
-                      mt__op_name(op), varint_fault(q, d->end));
-    if (delta > UINT64_MAX - d->seq)
-        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: seq overflows", off,
-                      mt__op_name(op));
-    if (mt_op_allocates(op)) {
-        q = d->p;
-        if (mt_get_varint(&d->p, d->end, &size))
-            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: size %s", off,
-                          mt__op_name(op), varint_fault(q, d->end));
-    }
-    q = d->p;
-    if (mt_get_varint(&d->p, d->end, &zptr))
-        return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: pointer delta %s", off,
-                      mt__op_name(op), varint_fault(q, d->end));
-    if (mt_op_allocates(op)) {
-        q = d->p;
-        if (mt_get_varint(&d->p, d->end, &stack))
-            return errorf(err, path, -EINVAL, "offset %" PRIu64 ": %s event: stack id %s", off,
-                          mt__op_name(op), varint_fault(q, d->end));
-        if (stack > UINT32_MAX)
-            return errorf(err, path, -EINVAL,
-                          "offset %" PRIu64 ": %s event: stack id %" PRIu64 " is out of range",
-                          off, mt__op_name(op), stack);
-    }
-    d->seq += delta;
-    d->ptr += (uint64_t)mt_unzigzag(zptr) * (flags & MT_EV_PTR16 ? 16u : 1u);
-    d->remaining--;
-    memset(ev, 0, sizeof *ev);
-    ev->seq = d->seq;
-    ev->ptr = d->ptr;
-    ev->size = size;
-    ev->stack = (uint32_t)stack;
-    ev->op = (uint8_t)op;
-    return 0;
+    return decode_addrs(d, ev, err, path);
 }
 
 /* ---- the raw record iterator ---- */
