@@ -52,11 +52,7 @@ static void record(fixture_t *fx)
 
 static const char *write_in(fixture_t *fx, const char *name, const char *text)
 {
-    snprintf(fx->budget, sizeof fx->budget, "%s/%s", fx->target.dir, name);
-    FILE *f = fopen(fx->budget, "w");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
+    cr_assert_eq(mt_e2e_write_text(fx->budget, sizeof fx->budget, fx->target.dir, name, text), 0);
     return fx->budget;
 }
 

@@ -146,11 +146,8 @@ Test(report_e2e, a_suppressed_leak_names_the_first_listed_suppression_that_match
      * matches its outer frame, main) is the one named, not the one that
      * matches the innermost frame. */
     char supp[4096];
-    snprintf(supp, sizeof supp, "%s/demo.supp", run.dir);
-    FILE *f = fopen(supp, "w");
-    cr_assert(f);
-    fputs("# outer frame first\nleak:^main$\nleak:remember_name\n", f);
-    fclose(f);
+    cr_assert_eq(mt_e2e_write_text(supp, sizeof supp, run.dir, "demo.supp",
+                                   "# outer frame first\nleak:^main$\nleak:remember_name\n"), 0);
     const char *extra[] = {"--suppressions", supp, NULL};
     cJSON *doc = report_json(run.dir, run.traces[0], extra);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "totals");
@@ -286,12 +283,10 @@ Test(run_cmd, a_static_program_is_named_as_one_that_cannot_be_interposed, .timeo
 {
     char *dir = mt_e2e_tempdir();
     char src[4096], exe[4096], cmd[9000];
-    snprintf(src, sizeof src, "%s/static_prog.c", dir);
     snprintf(exe, sizeof exe, "%s/static_prog", dir);
-    FILE *f = fopen(src, "w");
-    cr_assert(f);
-    fputs("#include <stdlib.h>\nint main(void) { free(malloc(10)); return 3; }\n", f);
-    fclose(f);
+    cr_assert_eq(mt_e2e_write_text(src, sizeof src, dir, "static_prog.c",
+                                   "#include <stdlib.h>\nint main(void) { free(malloc(10)); return 3; }\n"),
+                 0);
     snprintf(cmd, sizeof cmd, "cc -static -O0 -o %s %s 2>/dev/null", exe, src);
     if (system(cmd) != 0) {
         cr_skip_test("cannot link a static program here (no libc.a)");
@@ -447,11 +442,8 @@ Test(report_e2e, a_suppressions_file_takes_a_leak_out_of_leaks_and_the_flame_gra
     mt_e2e_run_t run;
     record(&run, "demo", 1);
     char supp[4096];
-    snprintf(supp, sizeof supp, "%s/demo.supp", run.dir);
-    FILE *f = fopen(supp, "w");
-    cr_assert(f);
-    fputs("# the demo's only leak\nleak:remember_name\n", f);
-    fclose(f);
+    cr_assert_eq(mt_e2e_write_text(supp, sizeof supp, run.dir, "demo.supp",
+                                   "# the demo's only leak\nleak:remember_name\n"), 0);
     static const char *const commands[][8] = {
         {"flamegraph", "--metric", "leaked", NULL},
         {"leaks", NULL},

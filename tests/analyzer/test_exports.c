@@ -290,11 +290,9 @@ Test(exports, bad_input_gives_one_line_and_exit_2)
     mt_e2e_run_t run = record("exports");
     const char *trace = run.traces[0];
     char notrace[4096];
-    snprintf(notrace, sizeof notrace, "%s/not-a-trace", run.dir);
-    FILE *f = fopen(notrace, "w");
-    cr_assert(f);
-    fputs("this is not a memtrack trace, only text long enough to fill a header and more.\n", f);
-    fclose(f);
+    cr_assert_eq(mt_e2e_write_text(notrace, sizeof notrace, run.dir, "not-a-trace",
+                                   "this is not a memtrack trace, only text long enough to fill a header and more.\n"),
+                 0);
     const char *cmds[] = {"flamegraph", "massif", "timeline", "html"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         cli_t r = memtrack(NULL, (const char *[]){cmds[i], "-o", "/nonexistent/dir/out", trace, NULL});

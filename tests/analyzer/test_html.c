@@ -68,13 +68,9 @@ static void make_page_with(page_t *pg, const char *target, const char *budget)
     char cli[4096];
     snprintf(cli, sizeof cli, "%s/memtrack", mt_e2e_build_dir());
     char budget_path[4200];
-    snprintf(budget_path, sizeof budget_path, "%s/budget.json", pg->run.dir);
     char *argv[] = {cli, "html", "-o", pg->html, pg->run.traces[0], NULL, NULL, NULL};
     if (budget) {
-        FILE *f = fopen(budget_path, "w");
-        cr_assert(f);
-        fputs(budget, f);
-        fclose(f);
+        cr_assert_eq(mt_e2e_write_text(budget_path, sizeof budget_path, pg->run.dir, "budget.json", budget), 0);
         argv[5] = "--budget";
         argv[6] = budget_path;
     }

@@ -161,11 +161,9 @@ Test(sampling, check_refuses_a_sampled_trace_unless_estimates_are_allowed, .time
     mt_e2e_run_t run;
     const char *trace = record(&run, "MEMTRACK_SAMPLE_BYTES=4096");
     char budget[PATH_MAX];
-    snprintf(budget, sizeof budget, "%s/budget.json", run.dir);
-    FILE *f = fopen(budget, "w");
-    cr_assert(f);
-    fputs("{\"budgets\": [{\"name\": \"run\", \"allocations\": 1000, \"peak_bytes\": \"1GiB\"}]}\n", f);
-    fclose(f);
+    cr_assert_eq(mt_e2e_write_text(budget, sizeof budget, run.dir, "budget.json",
+                                   "{\"budgets\": [{\"name\": \"run\", \"allocations\": 1000, \"peak_bytes\": \"1GiB\"}]}\n"),
+                 0);
 
     int status;
     char *err;

@@ -119,6 +119,19 @@ bool mt_e2e_basename_is(const char *path, const char *name)
 
 /* ---- files ---- */
 
+int mt_e2e_write_text(char *path, size_t size, const char *dir, const char *name, const char *text)
+{
+    if ((size_t)snprintf(path, size, "%s/%s", dir, name) >= size)
+        return -ENAMETOOLONG;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    int rc = fputs(text, f) < 0 ? -EIO : 0;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -EIO;
+    return rc;
+}
+
 char *mt_e2e_read_file(const char *path, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

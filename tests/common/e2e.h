@@ -113,6 +113,10 @@ void mt_e2e_run_free(mt_e2e_run_t *run);
  * *len when len is not NULL), or NULL. */
 char *mt_e2e_read_file(const char *path, size_t *len);
 
+/* Writes text to dir/name and stores that path in path (size bytes).
+ * Returns 0, or -errno. */
+int mt_e2e_write_text(char *path, size_t size, const char *dir, const char *name, const char *text);
+
 /* Returns the number of lines of a text file (a last line without newline
  * counts), or -errno. */
 long mt_e2e_count_lines(const char *path);
