@@ -660,7 +660,7 @@ NEW_HOOK(_ZnamSt11align_val_tRKSt9nothrow_t, MT_OP_NEW_ARRAY, (size_t n, size_t 
         }                                                          \
         ENTER();                                                   \
         int e = errno;                                             \
-        record_free(op, p);                        \
+        record_free(op, p);                                        \
         if (fn)                                                    \
             fn args;                                               \
         else                                                       \

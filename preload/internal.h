@@ -243,9 +243,6 @@ static inline void mt__ring_commit(mt_ring_event_t *slot, uint64_t seq, uint64_t
     __atomic_store_n(&slot->seq, seq, __ATOMIC_RELEASE);
 }
 
-/* Reserves and commits ev, whose seq the caller took (tests). */
-MT_HIDDEN void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev);
-
 /* A stack's hash starts from a fold of its frames, outermost first, so
  * that an unwinder that remembers the fold of a walk's outer part can hand
  * it over instead of having it recomputed. */

@@ -179,13 +179,6 @@ drop:
     return NULL;
 }
 
-void mt__ring_push(mt_ring_t *r, const mt_ring_event_t *ev)
-{
-    mt_ring_event_t *slot = mt__ring_reserve(r);
-    if (slot)
-        mt__ring_commit(slot, ev->seq, ev->ptr, ev->size, ev->stack, ev->op);
-}
-
 static uint64_t hash_stack(uint64_t fold, uint32_t depth, uint64_t epoch)
 {
     uint64_t h = fold ^ (epoch * 0xff51afd7ed558ccdull) ^ depth;
