@@ -178,7 +178,7 @@ demo: all $(BUILD)/targets/demo
 	$(Q)tools/demo $(BUILD)
 
 bench: all
-	$(Q)tools/bench
+	$(Q)tools/bench -b $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \

@@ -510,3 +510,34 @@ Test(report_e2e, leaks_and_diff_write_to_the_file_of_o_and_refuse_an_unwritable_
     mt_e2e_run_free(&r);
     mt_e2e_run_free(&run);
 }
+
+/* ---- tools/bench: its options are checked before anything runs ---- */
+
+Test(bench, a_bad_option_or_workload_gives_one_line_and_exit_2, .timeout = 30)
+{
+    char bench[4096];
+    snprintf(bench, sizeof bench, "%s/../tools/bench", mt_e2e_build_dir());
+    static const char *const cases[][3] = {
+        {"--frob", NULL, "bench: unknown option '--frob'"},
+        {"-x", NULL, "bench: unknown option '-x'"},
+        {"-n", NULL, "bench: -n needs a value"},
+        {"-n", "0", "bench: -n needs a positive number, not '0'"},
+        {"--sample=abc", NULL, "bench: -s needs a byte count, not 'abc'"},
+        {"bogus", NULL, "bench: unknown workload 'bogus'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[] = {bench, (char *)cases[i][0], (char *)cases[i][1], NULL};
+        mt_e2e_opts_t opts = {.no_preload = true, .capture_stdout = true, .capture_stderr = true};
+        mt_e2e_run_t run;
+        cr_assert_eq(mt_e2e_run(&run, argv, &opts), 0, "cannot run %s", bench);
+        char *out = mt_e2e_read_file(run.stdout_path, NULL), *err = mt_e2e_read_file(run.stderr_path, NULL);
+        cr_assert(out && err);
+        cr_expect_eq(run.exit_code, 2, "%s: exit %d", cases[i][0], run.exit_code);
+        cr_expect_str_eq(out, "", "%s", cases[i][0]);
+        cr_expect(strncmp(err, cases[i][2], strlen(cases[i][2])) == 0, "%s: %s", cases[i][0], err);
+        cr_expect_eq(mt_e2e_count_lines(run.stderr_path), 1, "%s: %s", cases[i][0], err);
+        free(out);
+        free(err);
+        mt_e2e_run_free(&run);
+    }
+}
