@@ -127,6 +127,9 @@ static void print_record(const mt_record_t *r)
         if (r->u.end.signal)
             printf(" signal=%" PRIu64, r->u.end.signal);
         break;
+    case MT_REC_SYNC:
+        printf("seq=%" PRIu64, r->u.sync.seq);
+        break;
     }
     putchar('\n');
 }

@@ -112,12 +112,14 @@ typedef struct mt_trace_info {
 } mt_trace_info_t;
 
 /* Opens a trace and runs the first pass: validates the header, loads modules,
- * stacks, labels, markers and time points, and indexes the chunks of every
- * stream, skipping event payloads. A file that ends inside a record is
- * accepted (info->truncated); anything else malformed fails. Returns 0 and
- * sets *out, or a negative code with *out NULL and a message (file name and
- * byte offset) copied into err (errlen bytes). Memory use is proportional to
- * stacks, modules and chunks, never to events. */
+ * stacks, labels, markers and time points, and checks every chunk's header,
+ * skipping event payloads. A file that ends inside a record is accepted
+ * (info->truncated); anything else malformed fails. Returns 0 and sets *out,
+ * or a negative code with *out NULL and a message (file name and byte
+ * offset) copied into err (errlen bytes). A trace with SYNC records (version
+ * 6) is then read in one streaming pass whose memory follows the chunks
+ * between two SYNCs; an older one keeps an index of its chunks (48 bytes
+ * each). Memory never follows the number of events. */
 int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen);
 
 /* Frees everything the trace owns. NULL is allowed. */
@@ -153,6 +155,11 @@ int mt__trace_next_batch(mt_trace_t *t, mt_event_t *evs, size_t max);
 
 /* Returns the message of the last failure, naming the file and offset. */
 const char *mt__trace_error(const mt_trace_t *t);
+
+/* Returns the most chunks the reader held at once since it was opened: the
+ * whole index of a trace without SYNC records, or the most chunks read ahead
+ * and not yet merged of one with them. */
+size_t mt__trace_chunks_held(const mt_trace_t *t);
 
 /* Returns the module holding address addr for a stack of the given epoch,
  * or NULL. */
@@ -212,6 +219,9 @@ typedef struct mt_record {
             uint64_t last_seq, time_ns, events, dropped, stacks;
             uint64_t signal; /* 0 when absent */
         } end;
+        struct {
+            uint64_t seq;
+        } sync;
     } u;
 } mt_record_t;
 

@@ -2,13 +2,23 @@
  *
  * A trace is read in two passes. The first (mt__trace_open) walks the records
  * once through a large read buffer: it keeps the small records (modules,
- * stacks, labels, markers, time points) and, for every CHUNK, only its small
- * header and where its events lie, grouped by stream; event payloads are
- * skipped, never decoded. The second pass (mt__trace_next) merges the streams
- * by sequence number with a min-heap of per-stream cursors, each reading its
- * stream's chunks in file order with pread into a buffer of its own, and
- * merges the markers in as well. Memory follows the number of streams,
- * chunks, stacks and modules, never the number of events.
+ * stacks, labels, markers, time points) and checks every CHUNK's header;
+ * event payloads are skipped, never decoded. The second pass (mt__trace_next)
+ * merges the streams by sequence number with a min-heap of per-stream
+ * cursors, and merges the markers in as well. Where the cursors find their
+ * chunks depends on the trace:
+ *
+ * - With SYNC records (version 6, docs/trace-format.md), the second pass
+ *   reads the records again in file order, one record at a time when the
+ *   merge needs more: each CHUNK's events are copied and queued on their
+ *   stream, and a SYNC says below which seq no chunk still to come can go.
+ *   The heap's first event is given once it is below that seq. Memory
+ *   follows the chunks read ahead (about one writer round), not the trace.
+ * - Without them, the first pass also indexes every chunk (48 bytes each)
+ *   by stream, and each cursor reads its stream's chunks in file order with
+ *   pread into a buffer of its own.
+ *
+ * Memory never follows the number of events.
  *
  * Stack ids in the file are mapped to dense indices in order of definition,
  * so that an event's stack is always below info->nstacks. The writer assigns
@@ -17,10 +27,11 @@
  * A compressed trace (MT_TRACE_F_ZSTD) is read through the same two passes:
  * the first decompresses its frames one after another into the read buffer
  * and notes where each frame lies, in the file and in the uncompressed
- * bytes; the second finds the frame holding a chunk's events in that index
- * and keeps the last few frames it decompressed, because the cursors, which
- * advance together in sequence order, mostly read chunks of the same rounds.
- * Every offset above the frames is one in the uncompressed bytes.
+ * bytes (messages name the frame); without SYNC records, the second finds
+ * the frame holding a chunk's events in that index and keeps the last few
+ * frames it decompressed, because the cursors, which advance together in
+ * sequence order, mostly read chunks of the same rounds. Every offset above
+ * the frames is one in the uncompressed bytes.
  *
  * The same record parser serves `memtrack dump` through the raw record
  * iterator (mt__record_*): it validates each record on its own but not the
@@ -226,6 +237,7 @@ typedef struct zsrc {
     uint64_t file_size;
     uint64_t next_file_off; /* first pass: the next frame header */
     bool end;               /* first pass: no whole frame after the last */
+    bool no_index;          /* the second pass's scan: the first pass indexed them */
     zslot_t cache[ZCACHE_SLOTS]; /* second pass */
     uint64_t tick;
 } zsrc_t;
@@ -358,7 +370,7 @@ static void zmessage(const zsrc_t *z, char *err, const char *path)
     uint64_t off;
     char *end;
 
-    if (!z->on || strncmp(err, path, n) || strncmp(err + n, ": offset ", 9) ||
+    if (!z->on || !z->nframes || strncmp(err, path, n) || strncmp(err + n, ": offset ", 9) ||
         strstr(err, "(a compressed frame)"))
         return;
     off = strtoull(err + n + 9, &end, 10);
@@ -1186,7 +1198,7 @@ static int zreach(mt_record_iter_t *it, uint64_t keep, uint64_t end)
             it->cap = it->len + f.rlen;
         }
         if ((r = zframe_decode(z, it->fd, it->path, it->err, &f, it->buf + it->len)) ||
-            (r = zindex_add(z, &f, it->path, it->err)))
+            (!z->no_index && (r = zindex_add(z, &f, it->path, it->err))))
             return r;
         it->len += f.rlen;
         it->size += f.rlen;
@@ -1365,6 +1377,10 @@ static int parse_record(mt_record_iter_t *it, fields_t *f, mt_record_t *rec, uin
     case MT_REC_LOST:
         if ((r = field(f, "stream", &rec->u.lost.stream)) ||
             (r = field(f, "count", &rec->u.lost.count)))
+            return r;
+        return fields_done(f);
+    case MT_REC_SYNC:
+        if ((r = field(f, "seq", &rec->u.sync.seq)))
             return r;
         return fields_done(f);
     case MT_REC_END:
@@ -1683,11 +1699,14 @@ typedef struct chunk {
     uint64_t first_seq;
     uint32_t events_len;
     uint32_t tid;
+    uint8_t *data;       /* streaming: a copy of its events; else NULL */
 } chunk_t;
 
+/* Indexed: every chunk of the stream, in file order. Streaming: the chunks
+ * read ahead, from its cursor's next_chunk on. */
 typedef struct stream {
     uint64_t id;
-    chunk_t *chunks; /* in file order */
+    chunk_t *chunks;
     size_t nchunks, cap;
 } stream_t;
 
@@ -1701,6 +1720,7 @@ typedef struct cursor {
     chunk_dec_t dec;
     bool have_seq;
     uint64_t last_seq;
+    bool in_heap;
     mt_event_t ev;      /* the stream's next event, while in the heap */
 } cursor_t;
 
@@ -1744,7 +1764,8 @@ struct mt_trace {
 
     stream_t *streams;
     size_t nstreams, streamcap;
-    idmap_t stream_ids; /* first pass only */
+    idmap_t stream_ids; /* first pass only, unless streaming */
+    size_t held, held_peak; /* chunks indexed or read ahead; the most at once */
 
     uint64_t lost, end_dropped;
 
@@ -1755,6 +1776,13 @@ struct mt_trace {
     size_t next_marker;
     bool primed, pending; /* pending: the heap top's event was returned */
     int failed;
+    /* Streaming (the trace has SYNC records): the second pass reads the
+     * records again in file order, up to where the first pass stopped. */
+    bool streaming;
+    uint64_t records_end;
+    mt_record_iter_t *scan; /* opened when the pass needs it */
+    uint64_t sync;          /* every chunk not scanned yet has seqs from here */
+    bool scan_done;
 
     char err[ERR_MAX];
 };
@@ -1896,6 +1924,20 @@ static int load_label(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *re
     return 0;
 }
 
+/* The chunk of the CHUNK record the iterator just read. */
+static chunk_t chunk_of(const mt_record_t *rec, const mt_record_iter_t *it, uint8_t *data)
+{
+    return (chunk_t){
+        .rec_off = rec->offset,
+        .events_off = it->events_off,
+        .count = rec->u.chunk.count,
+        .first_seq = rec->u.chunk.first_seq,
+        .events_len = it->events_len,
+        .tid = rec->u.chunk.tid,
+        .data = data,
+    };
+}
+
 static int load_chunk(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
 {
     stream_t *s;
@@ -1916,22 +1958,33 @@ static int load_chunk(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *re
         t->streams[i] = (stream_t){.id = rec->u.chunk.stream};
         t->nstreams++;
     }
+    t->info.events += rec->u.chunk.count;
+    t->info.last_seq = max_u64(t->info.last_seq, rec->u.chunk.first_seq);
+    if (t->streaming)
+        return 0;
     s = &t->streams[i];
     p = grow(s->chunks, &s->cap, s->nchunks + 1, sizeof *s->chunks);
     if (!p)
         return out_of_memory(it);
     s->chunks = p;
-    s->chunks[s->nchunks++] = (chunk_t){
-        .rec_off = rec->offset,
-        .events_off = it->events_off,
-        .count = rec->u.chunk.count,
-        .first_seq = rec->u.chunk.first_seq,
-        .events_len = it->events_len,
-        .tid = rec->u.chunk.tid,
-    };
-    t->info.events += rec->u.chunk.count;
-    t->info.last_seq = max_u64(t->info.last_seq, rec->u.chunk.first_seq);
+    s->chunks[s->nchunks++] = chunk_of(rec, it, NULL);
+    t->held_peak = ++t->held;
     return 0;
+}
+
+/* A SYNC record: the trace can be merged in one streaming pass, which reads
+ * the chunks again; the index of those before it is not needed. */
+static void load_sync(mt_trace_t *t)
+{
+    if (t->streaming)
+        return;
+    t->streaming = true;
+    for (size_t i = 0; i < t->nstreams; i++) {
+        free(t->streams[i].chunks);
+        t->streams[i].chunks = NULL;
+        t->streams[i].nchunks = t->streams[i].cap = 0;
+    }
+    t->held = 0;
 }
 
 static int load_record(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *rec)
@@ -1977,6 +2030,9 @@ static int load_record(mt_trace_t *t, mt_record_iter_t *it, const mt_record_t *r
     case MT_REC_LOST:
         t->lost = rec->u.lost.count > UINT64_MAX - t->lost ? UINT64_MAX
                                                             : t->lost + rec->u.lost.count;
+        return 0;
+    case MT_REC_SYNC:
+        load_sync(t);
         return 0;
     case MT_REC_END:
         t->info.complete = true;
@@ -2083,7 +2139,8 @@ static int finish_load(mt_trace_t *t)
             return -ENOMEM;
     }
     idmap_free(&t->module_ids);
-    idmap_free(&t->stream_ids);
+    if (!t->streaming)
+        idmap_free(&t->stream_ids);
     t->info.modules = t->modules;
     t->info.nstacks = t->nstacks;
     t->info.nlabels = t->nlabels;
@@ -2116,6 +2173,7 @@ int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen)
             goto fail;
     if (r < 0)
         goto fail;
+    t->records_end = it->off;
     if ((r = finish_load(t))) {
         out_of_memory(it);
         goto fail;
@@ -2178,8 +2236,12 @@ void mt__trace_close(mt_trace_t *t)
     idmap_free(&t->label_ids);
     free(t->markers);
     free(t->times);
-    for (size_t i = 0; i < t->nstreams; i++)
+    mt__record_close(t->scan);
+    for (size_t i = 0; i < t->nstreams; i++) {
+        for (size_t k = 0; k < t->streams[i].nchunks; k++)
+            free(t->streams[i].chunks[k].data);
         free(t->streams[i].chunks);
+    }
     free(t->streams);
     idmap_free(&t->stream_ids);
     if (t->cursors)
@@ -2285,19 +2347,27 @@ static int read_at(mt_trace_t *t, uint8_t *buf, size_t n, uint64_t off)
     return pread_all(t->fd, t->path, t->err, buf, n, off);
 }
 
-static int cursor_load(mt_trace_t *t, cursor_t *c, const chunk_t *ch)
+static int cursor_load(mt_trace_t *t, cursor_t *c, chunk_t *ch)
 {
     int r;
 
-    if (ch->events_len > c->cap) {
-        uint8_t *p = realloc(c->buf, ch->events_len);
-        if (!p)
-            return errorf(t->err, t->path, -ENOMEM, "out of memory");
-        c->buf = p;
+    if (ch->data) { /* streaming: the cursor takes the copy over */
+        free(c->buf);
+        c->buf = ch->data;
         c->cap = ch->events_len;
+        ch->data = NULL;
+        t->held--;
+    } else {
+        if (ch->events_len > c->cap) {
+            uint8_t *p = realloc(c->buf, ch->events_len);
+            if (!p)
+                return errorf(t->err, t->path, -ENOMEM, "out of memory");
+            c->buf = p;
+            c->cap = ch->events_len;
+        }
+        if ((r = read_at(t, c->buf, ch->events_len, ch->events_off)))
+            return r;
     }
-    if ((r = read_at(t, c->buf, ch->events_len, ch->events_off)))
-        return r;
     dec_start(&c->dec, c->buf, ch->events_len, ch->events_off, ch->count, ch->first_seq, t->info.version);
     c->tid = ch->tid;
     c->rec_off = ch->rec_off;
@@ -2321,7 +2391,7 @@ static inline bool map_stack(const mt_trace_t *t, uint32_t id, uint32_t *idx)
 static int cursor_advance(mt_trace_t *t, uint32_t si)
 {
     cursor_t *c = &t->cursors[si];
-    const stream_t *s = &t->streams[si];
+    stream_t *s = &t->streams[si];
     const uint8_t *start;
     uint64_t off;
     uint32_t idx;
@@ -2337,6 +2407,8 @@ static int cursor_advance(mt_trace_t *t, uint32_t si)
                           c->rec_off);
         c->in_chunk = false;
         if (c->next_chunk == s->nchunks) {
+            if (t->streaming) /* none read ahead: the queue starts again */
+                s->nchunks = c->next_chunk = 0;
             free(c->buf);
             c->buf = NULL;
             c->cap = 0;
@@ -2401,6 +2473,7 @@ static void heap_push(mt_trace_t *t, uint32_t si)
     uint32_t *h = t->heap;
     size_t i = t->nheap++;
 
+    t->cursors[si].in_heap = true;
     h[i] = si;
     while (i > 0 && before(t, h[i], h[(i - 1) / 2])) {
         uint32_t tmp = h[i];
@@ -2408,6 +2481,87 @@ static void heap_push(mt_trace_t *t, uint32_t si)
         h[(i - 1) / 2] = tmp;
         i = (i - 1) / 2;
     }
+}
+
+/* ---- the second pass of a trace with SYNC records: reading ahead ---- */
+
+/* Queues a copy of the events of the CHUNK the scan just read on its
+ * stream, and starts the stream's cursor on it when it had nothing. */
+static int scan_chunk(mt_trace_t *t, const mt_record_t *rec)
+{
+    mt_record_iter_t *it = t->scan;
+    const uint8_t *src;
+    stream_t *s;
+    cursor_t *c;
+    uint8_t *data;
+    uint32_t si;
+    void *p;
+    int r;
+
+    if (!idmap_get(&t->stream_ids, rec->u.chunk.stream, &si))
+        return errorf(t->err, t->path, -EIO,
+                      "offset %" PRIu64 ": stream %" PRIu64
+                      " was not in the trace when it was opened (the file changed)",
+                      rec->offset, rec->u.chunk.stream);
+    if ((r = window(it, it->events_off, it->events_len, &src))) {
+        snprintf(t->err, ERR_MAX, "%s", it->err);
+        return r;
+    }
+    s = &t->streams[si];
+    c = &t->cursors[si];
+    if (c->next_chunk && c->next_chunk >= s->nchunks / 2) { /* drop the merged ones */
+        memmove(s->chunks, s->chunks + c->next_chunk, (s->nchunks - c->next_chunk) * sizeof *s->chunks);
+        s->nchunks -= c->next_chunk;
+        c->next_chunk = 0;
+    }
+    p = grow(s->chunks, &s->cap, s->nchunks + 1, sizeof *s->chunks);
+    data = malloc(it->events_len ? it->events_len : 1);
+    if (p)
+        s->chunks = p;
+    if (!p || !data) {
+        free(data);
+        return errorf(t->err, t->path, -ENOMEM, "out of memory");
+    }
+    memcpy(data, src, it->events_len);
+    s->chunks[s->nchunks++] = chunk_of(rec, it, data);
+    if (++t->held > t->held_peak)
+        t->held_peak = t->held;
+    if (c->in_heap)
+        return 0;
+    if ((r = cursor_advance(t, si)) > 0)
+        heap_push(t, si);
+    return r < 0 ? r : 0;
+}
+
+/* Reads the next record of the second pass: a CHUNK is queued, a SYNC
+ * raises t->sync; the others were loaded by the first pass. At the point
+ * where the first pass stopped, sets t->scan_done. */
+static int scan_step(mt_trace_t *t)
+{
+    mt_record_t rec;
+    int r;
+
+    if (!t->scan) {
+        if ((r = mt__record_open(t->path, &t->scan, t->err, ERR_MAX)))
+            return r;
+        t->scan->z.no_index = true;
+    }
+    if ((r = mt__record_next(t->scan, &rec)) < 0) {
+        snprintf(t->err, ERR_MAX, "%s", mt__record_error(t->scan));
+        return r;
+    }
+    if (r == 0 || rec.offset >= t->records_end) {
+        mt__record_close(t->scan);
+        t->scan = NULL;
+        t->scan_done = true;
+        t->sync = UINT64_MAX;
+        return 0;
+    }
+    if (rec.type == MT_REC_SYNC)
+        t->sync = max_u64(t->sync, rec.u.sync.seq);
+    else if (rec.type == MT_REC_CHUNK)
+        return scan_chunk(t, &rec);
+    return 0;
 }
 
 /* Restarts the merged event stream at the beginning. Cursor buffers are kept
@@ -2420,6 +2574,19 @@ void mt__trace_rewind(mt_trace_t *t)
         c->in_chunk = false;
         c->dec.remaining = 0;
         c->have_seq = false;
+        c->in_heap = false;
+        if (t->streaming) {
+            for (size_t k = 0; k < t->streams[i].nchunks; k++)
+                free(t->streams[i].chunks[k].data);
+            t->streams[i].nchunks = 0;
+        }
+    }
+    if (t->streaming) {
+        mt__record_close(t->scan);
+        t->scan = NULL;
+        t->held = 0;
+        t->sync = 0;
+        t->scan_done = false;
     }
     t->nheap = 0;
     t->next_marker = 0;
@@ -2453,10 +2620,18 @@ int mt__trace_next(mt_trace_t *t, mt_event_t *ev)
         t->pending = false;
         if ((r = cursor_advance(t, t->heap[0])) < 0)
             goto fail;
-        if (r == 0)
+        if (r == 0) {
+            t->cursors[t->heap[0]].in_heap = false;
             t->heap[0] = t->heap[--t->nheap];
+        }
         heap_down(t, 0);
     }
+    /* Streaming: read on until no chunk still to come can hold an event
+     * before the heap's first. */
+    while (t->streaming && !t->scan_done &&
+           (t->nheap == 0 || t->cursors[t->heap[0]].ev.seq >= t->sync))
+        if ((r = scan_step(t)) < 0)
+            goto fail;
     m = t->next_marker < t->nmarkers ? &t->markers[t->next_marker] : NULL;
     if (m && (t->nheap == 0 || m->seq <= t->cursors[t->heap[0]].ev.seq)) {
         memset(ev, 0, sizeof *ev);
@@ -2511,6 +2686,10 @@ static size_t run_on(mt_trace_t *t, mt_event_t *evs, size_t max)
             at_limit = false;
         }
     }
+    if (t->streaming && !t->scan_done && t->sync <= limit) {
+        limit = t->sync; /* a chunk not read yet may hold seq sync */
+        at_limit = false;
+    }
     while (n < max && c->dec.remaining > 0) {
         mt_event_t *e = &evs[n];
         if (!(next = decode_fast(&c->dec, e)) || e->seq < c->last_seq)
@@ -2553,6 +2732,12 @@ int mt__trace_next_batch(mt_trace_t *t, mt_event_t *evs, size_t max)
             n += run_on(t, evs + n, max - n);
     }
     return (int)n;
+}
+
+/* Returns the most chunks held at once; see internal.h. */
+size_t mt__trace_chunks_held(const mt_trace_t *t)
+{
+    return t->held_peak;
 }
 
 /* Returns the message of the last failure of mt__trace_next, naming the file

@@ -33,6 +33,12 @@
  *   END       v:last_seq v:time_ns v:events v:dropped v:stacks [v:signal]
  *             signal: the fatal signal the process died of (its crash
  *             handler wrote the END); absent or 0 when it exited
+ *   SYNC      v:seq (version 6): every event in a CHUNK after this record
+ *             has a seq of at least this one, except an event that reached
+ *             the writer late (named by address, see below); the writer
+ *             writes one every round, so that a reader can merge the
+ *             streams in one pass, holding only the chunks since the last
+ *             SYNC
  *
  *   event     u8:op|flags, v:seq_delta (against the previous event's seq,
  *             the first against first_seq; left out under MT_EV_SEQ1) then,
@@ -92,6 +98,8 @@
  * becomes the op of its kind, unless it is half of a resize (realloc,
  * rallocx, xallocx), which comes and goes between the others.
  *
+ * Version 6 adds the SYNC record; its events are those of version 5.
+ *
  * Versions 1 to 4 are read as they were.
  *
  * Compression (version 3, header flag MT_TRACE_F_ZSTD): the header stays as
@@ -120,7 +128,7 @@
 
 #define MT_TRACE_MAGIC "MEMTRACE"
 #define MT_TRACE_MAGIC_LEN 8
-#define MT_TRACE_VERSION 5u
+#define MT_TRACE_VERSION 6u
 
 /* The fixed part of the file header, little-endian, 64 bytes, followed by
  * header_size - 64 bytes holding: str:exe_path str:cmdline (NUL-separated). */
@@ -167,7 +175,8 @@ _Static_assert(sizeof(mt_trace_header_t) == 64, "trace header must be 64 bytes")
     X(TIME, 6)           \
     X(CHUNK, 7)          \
     X(LOST, 8)           \
-    X(END, 9)
+    X(END, 9)            \
+    X(SYNC, 10)
 
 typedef enum mt_record_type {
 #define MT_RECORD_ENUM(name, value) MT_REC_##name = value,
@@ -233,6 +242,8 @@ typedef enum mt_op {
 #define MT_HEAD_BLOCK_SHIFT 2     /* freeing: how the block is named, MT_BLOCK_* */
 #define MT_HEAD_FREE_OP_SHIFT 5   /* freeing: MT_FREE_OP_* */
 #define MT_RECENT_STACKS 15u
+/* The version that writes SYNC records. */
+#define MT_TRACE_VERSION_SYNC 6u
 
 enum { MT_BLOCK_AGE1, MT_BLOCK_AGE2, MT_BLOCK_AGE3, MT_BLOCK_DELTA, MT_BLOCK_ADDR };
 enum { MT_FREE_OP_SAME, MT_FREE_OP_REALLOC, MT_FREE_OP_BAD, MT_FREE_OP_BYTE };

@@ -6,8 +6,10 @@
  * allocation of its block by walking all rings' events in seq order (so the
  * trace names blocks by their allocation's seq instead of writing
  * addresses, include/mt_trace.h), encodes each ring's events as one CHUNK
- * record per ring (varints, deltas), and a TIME record placing the current
- * sequence number in time. The file is written with plain write(2)
+ * record per ring (varints, deltas), then a SYNC record naming the seq
+ * below which every event is now written (so the reader can merge the
+ * rings in one pass) and a TIME record placing the current sequence number
+ * in time. The file is written with plain write(2)
  * every round, so a killed program leaves a trace readable up to its last
  * round. Stacks are deduplicated across rings here, so each distinct stack is
  * written once. Only this thread touches the output buffer and the tables
@@ -101,6 +103,7 @@ static unsigned zstore_left;
 static int zlevel; /* the context's level */
 static uint64_t start_ns;
 static uint64_t events_written, dropped_total;
+static uint64_t sync_written; /* the last SYNC's seq */
 static uint32_t labels_written;
 static mt_arena_t writer_arena;
 static const mt_stack_entry_t **gstacks[MT_STACK_BLOCKS * 4]; /* global id -> entry */
@@ -357,6 +360,18 @@ static void emit_time(void)
     p = mt_put_varint(p, atomic_load(&mt__seq.next));
     p = mt_put_varint(p, now_rel());
     emit(MT_REC_TIME, buf, (size_t)(p - buf));
+}
+
+/* Tells the reader that every event still to come has a seq of at least
+ * seq (include/mt_trace.h), when that says more than the last SYNC did. */
+static void emit_sync(uint64_t seq)
+{
+    uint8_t buf[MT_VARINT_MAX];
+
+    if (seq <= sync_written)
+        return;
+    sync_written = seq;
+    emit(MT_REC_SYNC, buf, (size_t)(mt_put_varint(buf, seq) - buf));
 }
 
 static void emit_marker(uint64_t seq, uint64_t time_ns, uint32_t tid, uint32_t label)
@@ -723,7 +738,7 @@ static void heap_down(cursor_t *h, size_t n, size_t i)
  * except behind a pending slot, which lowers the horizon to just above the
  * last seq before it (a thread's seqs grow). With all set (exit, exec, a
  * flush), pending slots hold nothing back: what is committed is written. */
-static bool order_rings(uint64_t horizon, bool all, uint64_t now)
+static bool order_rings(uint64_t horizon, bool all, uint64_t now, uint64_t *sync)
 {
     size_t n = 0;
     uint64_t cap = UINT64_MAX;
@@ -754,6 +769,10 @@ static bool order_rings(uint64_t horizon, bool all, uint64_t now)
         else if (end > t)
             r->w_end = UINT64_MAX; /* no memory for a cursor: matched below in ring order */
     }
+    /* Every event below *sync is written by the end of this step, except
+     * one whose slot was still pending past the patience: it comes later,
+     * out of order, and names its block by address. */
+    *sync = horizon < cap ? horizon : cap;
     if (all)
         horizon = UINT64_MAX;
     bool cut = cap < horizon;
@@ -915,8 +934,11 @@ static void round_once(bool all)
     /* In steps of a few thousand events per ring, so that the events
      * matched are still in the cache when they are written. */
     bool more;
+    uint64_t sync = 0;
     do {
-        more = order_rings(horizon, all, now);
+        uint64_t step_sync;
+        more = order_rings(horizon, all, now, &step_sync);
+        sync = step_sync > sync ? step_sync : sync;
         for (mt_ring_t *r = atomic_load(&mt__rings); r; r = r->next)
             if (r->w_end != atomic_load_explicit(&r->tail, memory_order_relaxed) ||
                 atomic_load_explicit(&r->st_count, memory_order_relaxed) != r->w_mapped ||
@@ -924,6 +946,10 @@ static void round_once(bool all)
                 atomic_load_explicit(&r->dropped, memory_order_relaxed) != r->w_dropped)
                 drain(r);
     } while (more);
+    /* Once a round, not once a step: the reader then holds a round's
+     * chunks (OUT_CAP bytes at most), and a program with one thread,
+     * whose steps are all of 4096 events, writes a fifth of the SYNCs. */
+    emit_sync(sync);
     emit_time();
     out_flush();
     if (need_rescan && now - last_rescan_ns > 50000000ull) {
@@ -1227,6 +1253,7 @@ void mt__writer_after_fork(void)
     zlevel = 0;
     zstore_left = 0;
     events_written = dropped_total = 0;
+    sync_written = 0;
     labels_written = 0;
     gstack_count = 0;
     if (gslots)

@@ -209,6 +209,12 @@ void mt_tb_time(mt_tb_t *b, uint64_t seq, uint64_t time_ns)
     record_v(b, MT_REC_TIME, (const uint64_t[]){seq, time_ns}, 2);
 }
 
+/* Appends a SYNC record. */
+void mt_tb_sync(mt_tb_t *b, uint64_t seq)
+{
+    record_v(b, MT_REC_SYNC, (const uint64_t[]){seq}, 1);
+}
+
 /* Starts a chunk; ends the one still open, if any. */
 void mt_tb_chunk_begin(mt_tb_t *b, uint64_t stream, uint32_t tid, uint64_t first_seq)
 {
@@ -257,8 +263,8 @@ void mt_tb_free(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr)
     b->count++;
 }
 
-/* Sets the header's version: 4 or 5 for traces written with the _v4 calls,
- * which then encode their events as that version does. */
+/* Sets the header's version: 4, 5 or 6 for traces written with the _v4
+ * calls, which then encode their events as that version does (6 as 5). */
 void mt_tb_set_version(mt_tb_t *b, uint32_t version)
 {
     b->version = version;

@@ -49,6 +49,9 @@ void mt_tb_marker(mt_tb_t *b, uint64_t seq, uint64_t time_ns, uint32_t tid, uint
 /* Appends a TIME record. */
 void mt_tb_time(mt_tb_t *b, uint64_t seq, uint64_t time_ns);
 
+/* Appends a SYNC record: every event after it has a seq of at least seq. */
+void mt_tb_sync(mt_tb_t *b, uint64_t seq);
+
 /* Starts a chunk of stream's events; ends any chunk still open first. */
 void mt_tb_chunk_begin(mt_tb_t *b, uint64_t stream, uint32_t tid, uint64_t first_seq);
 
@@ -62,8 +65,8 @@ void mt_tb_free(mt_tb_t *b, unsigned op, uint64_t seq, uint64_t ptr);
 /* Appends the open chunk as a CHUNK record, count = the events added. */
 void mt_tb_chunk_end(mt_tb_t *b);
 
-/* Sets the header's version: 4 or 5 for traces written with the _v4 calls,
- * which then encode their events as that version does. */
+/* Sets the header's version: 4, 5 or 6 for traces written with the _v4
+ * calls, which then encode their events as that version does (6 as 5). */
 void mt_tb_set_version(mt_tb_t *b, uint32_t version);
 
 /* Version 4 and 5 events (include/mt_trace.h): an allocation named by its seq,
