@@ -631,3 +631,34 @@ Test(record, depth_three_records_three_frames_at_most, .timeout = 30)
     mt_e2e_trace_close(&tr);
     mt_e2e_run_free(&run);
 }
+
+Test(record, a_quiet_spell_costs_no_time_records_and_keeps_the_time_of_what_follows, .timeout = 30)
+{
+    mt_e2e_opts_t o = {.capture_stdout = true};
+    mt_e2e_run_t run;
+    mt_e2e_trace_t tr;
+    run_target(&run, &o, "quiet_spell");
+    cr_assert_eq(run.exit_code, 0);
+    open_only_trace(&run, &tr);
+    /* The writer's rounds come every 10 ms: 40 in the spell. */
+    mt_record_iter_t *it;
+    mt_record_t rec;
+    char err[512];
+    unsigned times = 0;
+    int r;
+    cr_assert_eq(mt__record_open(run.traces[0], &it, err, sizeof err), 0, "%s", err);
+    while ((r = mt__record_next(it, &rec)) > 0)
+        times += rec.type == MT_REC_TIME;
+    cr_assert_eq(r, 0, "%s", mt__record_error(it));
+    mt__record_close(it);
+    cr_expect_leq(times, 8, "%u TIME records for a program quiet for 400 ms", times);
+    mt_event_t before = the_alloc(&tr, MT_OP_MALLOC, 2101), after = the_alloc(&tr, MT_OP_MALLOC, 2102);
+    uint64_t t0 = mt__trace_time_of(tr.t, before.seq), t1 = mt__trace_time_of(tr.t, after.seq);
+    /* Each is placed at or after the last round before it: 10 ms early
+     * at most on a calm machine. Spread over the spell, malloc(2102)
+     * would come right after malloc(2101). */
+    cr_expect_geq(t1 - t0, 200000000ull, "malloc(2102) placed %llu ns after malloc(2101)",
+                  (unsigned long long)(t1 - t0));
+    mt_e2e_trace_close(&tr);
+    mt_e2e_run_free(&run);
+}
