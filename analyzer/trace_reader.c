@@ -229,6 +229,7 @@ typedef struct zslot {
  * them, and what decompressing needs. */
 typedef struct zsrc {
     bool on;                /* the header has MT_TRACE_F_ZSTD */
+    bool stream;            /* and MT_TRACE_F_ZSTREAM: frames in order only */
     ZSTD_DCtx *dctx;
     uint8_t *cbuf;          /* one frame's compressed bytes */
     size_t ccap;
@@ -278,7 +279,9 @@ static int zframe_next(zsrc_t *z, int fd, const char *path, char *err, uint64_t 
                       "compressed frame at offset %" PRIu64 ": raw length %" PRIu32
                       " is not valid (1 to %u)",
                       off, f->rlen, MT_ZFRAME_MAX_RAW);
-    if (f->stored ? f->clen != f->rlen : f->clen == 0 || f->clen > ZSTD_compressBound(f->rlen))
+    if (f->stored ? f->clen != f->rlen
+                  : z->stream ? f->clen < 5 || f->clen > ZSTD_compressBound(f->rlen) + 4
+                              : f->clen == 0 || f->clen > ZSTD_compressBound(f->rlen))
         return errorf(err, path, -EINVAL,
                       "compressed frame at offset %" PRIu64 ": compressed length %" PRIu32
                       " is not valid for %" PRIu32 " raw bytes",
@@ -289,7 +292,41 @@ static int zframe_next(zsrc_t *z, int fd, const char *path, char *err, uint64_t 
     return 1;
 }
 
-/* Decompresses frame f into dst, which has room for its f->rlen bytes. */
+/* Decompresses the next frame of a trace whose frames continue one zstd
+ * stream: its bytes but the last four, in z->cbuf, go on from the previous
+ * frame's (where the writer changed its level, they end one zstd frame and
+ * start the next); the last four are the checksum of what they decompress
+ * to. */
+static int zstream_decode(zsrc_t *z, const char *path, char *err, const zframe_t *f, uint8_t *dst)
+{
+    ZSTD_inBuffer in = {z->cbuf, f->clen - 4, 0};
+    ZSTD_outBuffer out = {dst, f->rlen, 0};
+
+    while (in.pos < in.size) {
+        size_t before = in.pos, n = ZSTD_decompressStream(z->dctx, &out, &in);
+        if (ZSTD_isError(n))
+            return errorf(err, path, -EINVAL,
+                          "compressed frame at offset %" PRIu64 " (%" PRIu32
+                          " bytes) is damaged (zstd: %s)",
+                          f->file_off, f->clen, ZSTD_getErrorName(n));
+        if (in.pos == before && out.pos == out.size)
+            break; /* more than raw_len bytes */
+    }
+    if (in.pos < in.size || out.pos < out.size)
+        return errorf(err, path, -EINVAL,
+                      "compressed frame at offset %" PRIu64 ": %s than the %" PRIu32
+                      " bytes its header says",
+                      f->file_off, in.pos < in.size ? "holds more" : "holds fewer", f->rlen);
+    if (mt_checksum(dst, f->rlen) != mt_get_u32(z->cbuf + f->clen - 4))
+        return errorf(err, path, -EINVAL,
+                      "compressed frame at offset %" PRIu64 " (%" PRIu32
+                      " bytes) is damaged (its checksum does not match)",
+                      f->file_off, f->clen);
+    return 0;
+}
+
+/* Decompresses frame f into dst, which has room for its f->rlen bytes.
+ * Frames of a stream (z->stream) must come in file order. */
 static int zframe_decode(zsrc_t *z, int fd, const char *path, char *err, const zframe_t *f,
                          uint8_t *dst)
 {
@@ -309,6 +346,8 @@ static int zframe_decode(zsrc_t *z, int fd, const char *path, char *err, const z
         return r;
     if (!z->dctx && !(z->dctx = ZSTD_createDCtx()))
         return errorf(err, path, -ENOMEM, "out of memory");
+    if (z->stream)
+        return zstream_decode(z, path, err, f, dst);
     n = ZSTD_decompressDCtx(z->dctx, dst, f->rlen, z->cbuf, f->clen);
     if (ZSTD_isError(n))
         return errorf(err, path, -EINVAL,
@@ -1399,11 +1438,6 @@ static int parse_record(mt_record_iter_t *it, fields_t *f, mt_record_t *rec, uin
     }
 }
 
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)mt_get_u32(p) | (uint64_t)mt_get_u32(p + 4) << 32;
-}
-
 /* Joins NUL-separated arguments with spaces; a final NUL ends the last one. */
 static char *join_args(const uint8_t *s, size_t n)
 {
@@ -1458,13 +1492,13 @@ static int read_header(mt_record_iter_t *it)
                       it->size, hsize);
     it->info.path = it->path;
     it->info.version = version;
-    it->info.pid = get_u64(h + offsetof(mt_trace_header_t, pid));
-    it->info.ppid = get_u64(h + offsetof(mt_trace_header_t, ppid));
-    it->info.start_realtime_ns = get_u64(h + offsetof(mt_trace_header_t, start_realtime_ns));
-    it->info.fork_seq = get_u64(h + offsetof(mt_trace_header_t, fork_seq));
+    it->info.pid = mt_get_u64(h + offsetof(mt_trace_header_t, pid));
+    it->info.ppid = mt_get_u64(h + offsetof(mt_trace_header_t, ppid));
+    it->info.start_realtime_ns = mt_get_u64(h + offsetof(mt_trace_header_t, start_realtime_ns));
+    it->info.fork_seq = mt_get_u64(h + offsetof(mt_trace_header_t, fork_seq));
     it->info.flags = mt_get_u32(h + offsetof(mt_trace_header_t, flags));
     it->info.depth = mt_get_u32(h + offsetof(mt_trace_header_t, depth));
-    it->info.sample_bytes = get_u64(h + offsetof(mt_trace_header_t, sample_bytes));
+    it->info.sample_bytes = mt_get_u64(h + offsetof(mt_trace_header_t, sample_bytes));
 
     n = hsize - sizeof(mt_trace_header_t);
     if ((r = window(it, sizeof(mt_trace_header_t), n, &h)))
@@ -1484,6 +1518,7 @@ static int read_header(mt_record_iter_t *it)
     if (it->info.flags & MT_TRACE_F_ZSTD) {
         /* From here on the buffer and size count uncompressed bytes. */
         it->z.on = true;
+        it->z.stream = (it->info.flags & MT_TRACE_F_ZSTREAM) != 0;
         it->z.file_size = it->size;
         it->z.next_file_off = hsize;
         it->size = hsize;
@@ -2168,6 +2203,8 @@ int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen)
         goto fail;
     }
     t->fd = -1;
+    /* Frames of one zstd stream decompress in file order only: no index. */
+    t->streaming = it->z.stream;
     while ((r = mt__record_next(it, &rec)) > 0)
         if ((r = load_record(t, it, &rec)))
             goto fail;

@@ -112,8 +112,19 @@
  * records themselves (the writer stores rounds that compress poorly so).
  *
  * The writer compresses what it wrote in a round (whole records) as one
- * frame, so frames are independent: a killed program leaves every frame but
- * a last, partial one, and a reader can decompress any frame on its own.
+ * frame: a killed program leaves every frame but a last, partial one.
+ * Before version 6 frames are independent, and a reader can decompress any
+ * frame on its own. From version 6 (header flag MT_TRACE_F_ZSTREAM) the
+ * compressed frames continue one zstd stream, which the writer flushes at
+ * the end of each, so that a round's records are compressed against the
+ * rounds before (a program that allocates little writes a quarter less):
+ *
+ *   u32:compressed_len u32:raw_len then compressed_len bytes: the stream's
+ *   next bytes, which decompress to raw_len bytes of records, followed by
+ *   u32:mt_checksum of those raw bytes (the stream has no frame checksum)
+ *
+ * A reader decompresses them in file order with one context; stored frames
+ * are not part of the stream.
  * Record offsets (in `memtrack dump`) count the uncompressed bytes, the
  * header included, as if the file were not compressed. Messages name file
  * offsets only: a frame's own, and for a bad record, its frame's and the
@@ -153,6 +164,11 @@ _Static_assert(sizeof(mt_trace_header_t) == 64, "trace header must be 64 bytes")
                                    trace and the pre-exec one share the pid) */
 #define MT_TRACE_F_SAMPLED 0x4u /* allocations are sampled: numbers are estimates */
 #define MT_TRACE_F_ZSTD 0x8u    /* the records are in zstd frames (see above) */
+#define MT_TRACE_F_ZSTREAM 0x10u /* with ZSTD: the compressed frames continue one
+                                    zstd stream, each ending in a checksum */
+/* The window of the writer's zstd stream: what a round can refer back to
+ * (a reader keeps that much of the decompressed bytes). */
+#define MT_ZSTREAM_WINDOW_LOG 17
 
 /* A compressed frame's own header: u32 compressed length, u32 raw length. */
 #define MT_ZFRAME_HEADER_SIZE 8u
@@ -488,6 +504,49 @@ static inline void mt_put_u32(uint8_t *p, uint32_t v)
 static inline uint32_t mt_get_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t mt_get_u64(const uint8_t *p)
+{
+    return (uint64_t)mt_get_u32(p) | (uint64_t)mt_get_u32(p + 4) << 32;
+}
+
+/* The checksum of a frame's raw bytes in a trace with MT_TRACE_F_ZSTREAM.
+ * Four lanes take the little-endian 8-byte words in turn, each word w
+ * making its lane h = rotl64((h ^ w) * K, 31), K = 0x9e3779b97f4a7c15; the
+ * last n % 8 bytes, as a little-endian word, go to the next lane in turn.
+ * The lanes start at n, K, ~n and ~K. Then x = h0 ^ rotl64(h1, 16) ^
+ * rotl64(h2, 32) ^ rotl64(h3, 48); x ^= x >> 29; x *= K; x ^= x >> 32; the
+ * checksum is the low 32 bits. Every step is a bijection of its lane, so a
+ * change in one word always changes its lane; about a gigabyte a second. */
+static inline uint64_t mt_checksum_round(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    return h << 31 | h >> 33;
+}
+
+static inline uint32_t mt_checksum(const uint8_t *p, size_t n)
+{
+    const uint64_t k = 0x9e3779b97f4a7c15ull;
+    uint64_t h[4] = {n, k, ~(uint64_t)n, ~k}, x;
+    size_t i = 0, lane = 0;
+
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++)
+            h[j] = mt_checksum_round(h[j], mt_get_u64(p + i + 8 * j));
+    for (; i + 8 <= n; i += 8, lane++)
+        h[lane] = mt_checksum_round(h[lane], mt_get_u64(p + i));
+    if (i < n) {
+        uint64_t w = 0;
+        for (size_t j = 0; i + j < n; j++)
+            w |= (uint64_t)p[i + j] << (8 * j);
+        h[lane] = mt_checksum_round(h[lane], w);
+    }
+    x = h[0] ^ (h[1] << 16 | h[1] >> 48) ^ (h[2] << 32 | h[2] >> 32) ^ (h[3] << 48 | h[3] >> 16);
+    x ^= x >> 29;
+    x *= k;
+    x ^= x >> 32;
+    return (uint32_t)x;
 }
 
 #endif /* MT_TRACE_H */

@@ -1307,6 +1307,28 @@ Test(trace_reader, version_5_encoding_is_as_documented)
     done(path, t);
 }
 
+Test(trace_reader, frame_checksum_is_as_documented)
+{
+    /* From the steps in include/mt_trace.h, computed apart from this code;
+     * lengths around each of its word and lane boundaries. */
+    static const struct {
+        size_t n;
+        uint32_t sum;
+    } want[] = {{0, 0x6b7e6c3c}, {1, 0xf7431d5d}, {7, 0x854605b6},  {8, 0xf42bc994},   {9, 0x15526cde},
+                {31, 0x6ac38b86}, {32, 0x375c8493}, {33, 0xb86c7736}, {100, 0xce862768}};
+    uint8_t bytes[100];
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        cr_expect_eq(mt_checksum(bytes, want[i].n), want[i].sum, "%zu bytes: 0x%08x", want[i].n,
+                     mt_checksum(bytes, want[i].n));
+    for (size_t i = 0; i < 100 * 8; i++) { /* every one-bit change of 100 bytes shows */
+        bytes[i / 8] ^= (uint8_t)(1u << (i % 8));
+        cr_expect_neq(mt_checksum(bytes, 100), 0xce862768, "bit %zu", i);
+        bytes[i / 8] ^= (uint8_t)(1u << (i % 8));
+    }
+}
+
 /* A chunk of version 5 holding the bad event after first good bytes, and
  * with pad, 14 good allocations after it, so that the per-event path
  * meets it too. */

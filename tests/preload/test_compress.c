@@ -102,6 +102,20 @@ static void expect_report_fails(const mt_e2e_run_t *run, const uint8_t *data, si
     cr_expect(strstr(err, path) && strstr(err, want), "message: %s\nexpected: %s", err, want);
 }
 
+/* Expects memtrack report to refuse the damaged trace data (freed here,
+ * with the run) naming frame f as damaged and saying why ("" for any
+ * reason). */
+static void expect_damaged(mt_e2e_run_t *run, uint8_t *data, size_t len, const frame_pos_t *f,
+                           const char *why)
+{
+    char want[256];
+    snprintf(want, sizeof want, "compressed frame at offset %llu (%u bytes) is damaged (%s",
+             (unsigned long long)f->file_off, f->clen, why);
+    expect_report_fails(run, data, len, want);
+    free(data);
+    mt_e2e_run_free(run);
+}
+
 /* Records killed_midrun in a fresh run with small rings, so that the
  * writer writes many rounds (frames) while the program waits for room. */
 static void record_killed(mt_e2e_run_t *run, const char *n)
@@ -127,24 +141,41 @@ static uint8_t *killed_trace(mt_e2e_run_t *run, const char *n, frame_pos_t *fram
 
 /* Writes the hand-built trace plain[0, len) to path compressed, with a frame
  * boundary at each of the nsplits offsets (after the header, increasing);
- * frame i is stored instead when bit i of stored is set. */
-static void write_compressed(const char *path, const uint8_t *plain, size_t len,
-                             const size_t *splits, size_t nsplits, unsigned stored,
-                             uint64_t *frame_offs)
+ * frame i is stored instead when bit i of stored is set. With stream set,
+ * the compressed frames continue one zstd stream and end in their checksum
+ * (MT_TRACE_F_ZSTREAM, which the builder's header must have), and frame i
+ * starts by ending the zstd frame and starting one at level 9 when bit i of
+ * restart is set, as the writer does to change levels; else each is a zstd
+ * frame of its own. */
+static void write_frames(const char *path, const uint8_t *plain, size_t len, const size_t *splits,
+                         size_t nsplits, unsigned stored, bool stream, unsigned restart,
+                         uint64_t *frame_offs)
 {
     size_t hsize = mt_get_u32(plain + offsetof(mt_trace_header_t, header_size));
-    uint8_t *out = malloc(len + (nsplits + 1) * (MT_ZFRAME_HEADER_SIZE + ZSTD_compressBound(len)));
-    cr_assert(out);
+    uint8_t *out = malloc(len + (nsplits + 1) * (MT_ZFRAME_HEADER_SIZE + ZSTD_compressBound(len) + 4));
+    ZSTD_CCtx *z = ZSTD_createCCtx();
+    cr_assert(out && z);
     memcpy(out, plain, hsize);
     size_t n = hsize, from = hsize;
     for (size_t i = 0; i <= nsplits; i++) {
         size_t to = i < nsplits ? splits[i] : len;
         size_t c = to - from;
-        if (stored & (1u << i))
-            memcpy(out + n + MT_ZFRAME_HEADER_SIZE, plain + from, c);
-        else
-            c = ZSTD_compress(out + n + MT_ZFRAME_HEADER_SIZE, ZSTD_compressBound(to - from),
-                              plain + from, to - from, 1);
+        uint8_t *dst = out + n + MT_ZFRAME_HEADER_SIZE;
+        if (stored & (1u << i)) {
+            memcpy(dst, plain + from, c);
+        } else if (stream) {
+            ZSTD_inBuffer in = {plain + from, to - from, 0}, none = {NULL, 0, 0};
+            ZSTD_outBuffer zo = {dst, ZSTD_compressBound(to - from) + 16, 0};
+            if (restart & (1u << i)) {
+                cr_assert_eq(ZSTD_compressStream2(z, &zo, &none, ZSTD_e_end), 0);
+                cr_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, 9)));
+            }
+            cr_assert_eq(ZSTD_compressStream2(z, &zo, &in, ZSTD_e_flush), 0);
+            mt_put_u32(dst + zo.pos, mt_checksum(plain + from, to - from));
+            c = zo.pos + 4;
+        } else {
+            c = ZSTD_compress(dst, ZSTD_compressBound(to - from), plain + from, to - from, 1);
+        }
         cr_assert(!ZSTD_isError(c), "%s", ZSTD_getErrorName(c));
         mt_put_u32(out + n, (uint32_t)c | (stored & (1u << i) ? MT_ZFRAME_STORED : 0));
         mt_put_u32(out + n + 4, (uint32_t)(to - from));
@@ -154,22 +185,30 @@ static void write_compressed(const char *path, const uint8_t *plain, size_t len,
         from = to;
     }
     write_file(path, out, n);
+    ZSTD_freeCCtx(z);
     free(out);
 }
 
-static mt_tb_t *compressed_builder(void)
+static void write_compressed(const char *path, const uint8_t *plain, size_t len,
+                             const size_t *splits, size_t nsplits, unsigned stored,
+                             uint64_t *frame_offs)
+{
+    write_frames(path, plain, len, splits, nsplits, stored, false, 0, frame_offs);
+}
+
+static mt_tb_t *compressed_builder(uint32_t flags)
 {
     static const char cmd[] = "test\0arg";
     mt_tb_t *b = mt_tb_new();
     cr_assert(b);
-    mt_tb_set_header(b, 1000, 1, MT_TRACE_F_ZSTD, 0, "/bin/test", cmd, sizeof cmd);
+    mt_tb_set_header(b, 1000, 1, MT_TRACE_F_ZSTD | flags, 0, "/bin/test", cmd, sizeof cmd);
     return b;
 }
 
-static void check_split(unsigned stored)
+static void check_split(unsigned stored, bool stream, unsigned restart)
 {
     static const uint64_t frames[] = {0x401000, 0x402000};
-    mt_tb_t *b = compressed_builder();
+    mt_tb_t *b = compressed_builder(stream ? MT_TRACE_F_ZSTREAM : 0);
     mt_tb_stack(b, 0, 0, frames, 2);
     mt_tb_chunk_begin(b, 0, 42, 1);
     for (uint64_t i = 0; i < 100; i++)
@@ -185,7 +224,7 @@ static void check_split(unsigned stored)
     int fd = mkstemp(path);
     cr_assert_geq(fd, 0);
     close(fd);
-    write_compressed(path, plain, len, splits, 2, stored, NULL);
+    write_frames(path, plain, len, splits, 2, stored, stream, restart, NULL);
     mt_e2e_trace_t tr;
     int rc = mt_e2e_trace_open(&tr, path);
     cr_assert_eq(rc, 0, "cannot read %s: %s", path, tr.err);
@@ -202,19 +241,25 @@ static void check_split(unsigned stored)
 
 Test(compress, records_split_across_two_frames_read_whole)
 {
-    check_split(0);
+    check_split(0, false, 0);
+    check_split(0, true, 0);
+    check_split(0, true, 2); /* the second ends the first zstd frame */
+    check_split(0, true, 6);
 }
 
 Test(compress, stored_frames_between_compressed_ones_read_whole)
 {
-    check_split(2); /* the middle one of three */
-    check_split(7);
+    check_split(2, false, 0); /* the middle one of three */
+    check_split(7, false, 0);
+    check_split(2, true, 0); /* not part of the stream: the third goes on from the first */
+    check_split(5, true, 0);
+    check_split(2, true, 4);
 }
 
 Test(compress, bad_record_inside_a_frame_is_named_by_the_frame_offset)
 {
     static const uint64_t frames[] = {0x401000};
-    mt_tb_t *b = compressed_builder();
+    mt_tb_t *b = compressed_builder(0);
     mt_tb_stack(b, 0, 0, frames, 1);
     mt_tb_chunk_begin(b, 0, 42, 1);
     mt_tb_alloc(b, MT_OP_MALLOC, 1, 0x10000, 100, 0);
@@ -288,6 +333,7 @@ static void check_churn(const char *const *env, bool compressed)
     int rc = mt_e2e_trace_open(&tr, run.traces[0]);
     cr_assert_eq(rc, 0, "cannot read %s: %s", run.traces[0], tr.err);
     cr_expect_eq(!!(tr.info->flags & MT_TRACE_F_ZSTD), compressed, "flags %u", tr.info->flags);
+    cr_expect_eq(!!(tr.info->flags & MT_TRACE_F_ZSTREAM), compressed, "flags %u", tr.info->flags);
     cr_expect(tr.info->complete, "no END record");
     cr_expect_not(tr.info->truncated);
     cr_expect_eq(tr.tally.error, 0, "the second pass failed: %s", mt__trace_error(tr.t));
@@ -386,15 +432,80 @@ Test(compress, damaged_frame_exits_2_naming_its_offset)
     for (size_t i = 1; i < n; i++)
         if (frames[i].clen > f->clen)
             f = &frames[i];
-    /* Damage the middle of the compressed bytes: zstd's checksum, if
-     * nothing before it, notices. */
+    /* Damage the middle of the compressed bytes: zstd, or the frame's
+     * checksum, notices. */
     for (size_t i = 0; i < 16; i++)
         data[f->file_off + MT_ZFRAME_HEADER_SIZE + f->clen / 2 + i] ^= 0x5a;
-    char want[128];
-    snprintf(want, sizeof want, "compressed frame at offset %llu (%u bytes) is damaged (zstd: ",
-             (unsigned long long)f->file_off, f->clen);
-    expect_report_fails(&run, data, len, want);
+    expect_damaged(&run, data, len, f, "");
+}
+
+Test(compress, a_frame_whose_records_do_not_match_its_checksum_exits_2_naming_it)
+{
+    mt_e2e_run_t run;
+    frame_pos_t frames[4096];
+    size_t len, n;
+    uint8_t *data = killed_trace(&run, "20000", frames, 4096, &len, &n);
+    cr_assert(mt_get_u32(data + offsetof(mt_trace_header_t, flags)) & MT_TRACE_F_ZSTREAM);
+    /* One stream: only the first compressed frame starts a zstd frame. */
+    const frame_pos_t *f = NULL;
+    size_t compressed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (mt_get_u32(data + frames[i].file_off) & MT_ZFRAME_STORED)
+            continue;
+        uint32_t magic = mt_get_u32(data + frames[i].file_off + MT_ZFRAME_HEADER_SIZE);
+        cr_expect_eq(magic == ZSTD_MAGICNUMBER, !f, "frame %zu: magic 0x%08x", i, magic);
+        f = f ? f : &frames[i];
+        compressed++;
+    }
+    cr_assert_geq(compressed, 2, "%zu compressed frames", compressed);
+    /* The zstd bytes decompress as written; the checksum after them no
+     * longer matches. */
+    data[f->file_off + MT_ZFRAME_HEADER_SIZE + f->clen - 1] ^= 0x01;
+    expect_damaged(&run, data, len, f, "its checksum does not match)");
+}
+
+Test(compress, rounds_that_barely_compress_are_stored_and_tried_again_at_another_level)
+{
+    mt_e2e_run_t run;
+    mt_e2e_trace_t tr;
+    run_target(&run, NULL, "random_blocks", NULL);
+    cr_assert_eq(run.exit_code, 0);
+    size_t len, n;
+    frame_pos_t frames[4096];
+    uint8_t *data = (uint8_t *)mt_e2e_read_file(run.traces[0], &len);
+    cr_assert(data);
+    n = list_frames(data, len, frames, 4096);
+    /* The first rounds go at level 6 and are found poor: later tries go at
+     * level 1, in a zstd frame of their own (a 3-byte end block, then the
+     * zstd magic). */
+    size_t stored = 0, starts = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = data + frames[i].file_off + MT_ZFRAME_HEADER_SIZE;
+        if (mt_get_u32(data + frames[i].file_off) & MT_ZFRAME_STORED)
+            stored++;
+        else if (mt_get_u32(p) == ZSTD_MAGICNUMBER || (frames[i].clen > 7 && mt_get_u32(p + 3) == ZSTD_MAGICNUMBER))
+            starts++;
+    }
+    cr_expect_gt(stored, 0, "%zu frames, none stored", n);
+    cr_expect_geq(starts, 2, "%zu frames start a zstd frame", starts);
     free(data);
+    int rc = mt_e2e_trace_open(&tr, run.traces[0]);
+    cr_assert_eq(rc, 0, "cannot read %s: %s", run.traces[0], tr.err);
+    cr_expect_eq(tr.tally.error, 0, "%s", mt__trace_error(tr.t));
+    static uint64_t want[4096];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 300000; i++) {
+        for (int k = 0; k < 2; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        want[x % 4096]++;
+    }
+    for (uint64_t k = 0; k < 4096; k++)
+        cr_expect_eq(mt_e2e_count(&tr.tally, MT_OP_MALLOC, 1025 + 2 * k), want[k], "size %llu",
+                     (unsigned long long)(1025 + 2 * k));
+    mt_e2e_trace_close(&tr);
     mt_e2e_run_free(&run);
 }
 
