@@ -640,25 +640,33 @@ Test(record, a_quiet_spell_costs_no_time_records_and_keeps_the_time_of_what_foll
     run_target(&run, &o, "quiet_spell");
     cr_assert_eq(run.exit_code, 0);
     open_only_trace(&run, &tr);
-    /* The writer's rounds come every 10 ms: 40 in the spell. */
+    mt_event_t after = the_alloc(&tr, MT_OP_MALLOC, 2102);
+    /* The writer's rounds come every 10 ms: 40 in the spell. The seq of
+     * malloc(2102) is the counter's value all through it: a TIME record
+     * says so right after free(2101), and the last round of the spell
+     * says it again, just before the records of malloc(2102). */
     mt_record_iter_t *it;
     mt_record_t rec;
     char err[512];
-    unsigned times = 0;
+    unsigned times = 0, at_spell = 0;
+    uint64_t last_spell_ns = 0;
     int r;
     cr_assert_eq(mt__record_open(run.traces[0], &it, err, sizeof err), 0, "%s", err);
-    while ((r = mt__record_next(it, &rec)) > 0)
-        times += rec.type == MT_REC_TIME;
+    while ((r = mt__record_next(it, &rec)) > 0) {
+        if (rec.type != MT_REC_TIME)
+            continue;
+        times++;
+        if (rec.u.time.seq == after.seq) {
+            at_spell++;
+            last_spell_ns = rec.u.time.time_ns;
+        }
+    }
     cr_assert_eq(r, 0, "%s", mt__record_error(it));
     mt__record_close(it);
     cr_expect_leq(times, 8, "%u TIME records for a program quiet for 400 ms", times);
-    mt_event_t before = the_alloc(&tr, MT_OP_MALLOC, 2101), after = the_alloc(&tr, MT_OP_MALLOC, 2102);
-    uint64_t t0 = mt__trace_time_of(tr.t, before.seq), t1 = mt__trace_time_of(tr.t, after.seq);
-    /* Each is placed at or after the last round before it: 10 ms early
-     * at most on a calm machine. Spread over the spell, malloc(2102)
-     * would come right after malloc(2101). */
-    cr_expect_geq(t1 - t0, 200000000ull, "malloc(2102) placed %llu ns after malloc(2101)",
-                  (unsigned long long)(t1 - t0));
+    cr_expect_eq(at_spell, 2, "%u TIME records at seq %llu", at_spell, (unsigned long long)after.seq);
+    /* So malloc(2102) is placed after the spell, not spread over it. */
+    cr_expect_eq(mt__trace_time_of(tr.t, after.seq), last_spell_ns);
     mt_e2e_trace_close(&tr);
     mt_e2e_run_free(&run);
 }
