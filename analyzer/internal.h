@@ -117,9 +117,10 @@ typedef struct mt_trace_info {
  * (info->truncated); anything else malformed fails. Returns 0 and sets *out,
  * or a negative code with *out NULL and a message (file name and byte
  * offset) copied into err (errlen bytes). A trace with SYNC records (version
- * 6) is then read in one streaming pass whose memory follows the chunks
- * between two SYNCs; an older one keeps an index of its chunks (48 bytes
- * each). Memory never follows the number of events. */
+ * 6), or whose frames continue one zstd stream, is then read in one
+ * streaming pass whose memory follows the chunks between two SYNCs; another
+ * keeps an index of its chunks (48 bytes each). Memory never follows the
+ * number of events. */
 int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen);
 
 /* Frees everything the trace owns. NULL is allowed. */
@@ -160,6 +161,10 @@ const char *mt__trace_error(const mt_trace_t *t);
  * whole index of a trace without SYNC records, or the most chunks read ahead
  * and not yet merged of one with them. */
 size_t mt__trace_chunks_held(const mt_trace_t *t);
+
+/* Sets how many event bytes the one-pass merge may hold read ahead before
+ * it fails, calling the trace damaged (1 GiB unless set; for tests). */
+void mt__trace_limit_read_ahead(mt_trace_t *t, uint64_t bytes);
 
 /* Returns the module holding address addr for a stack of the given epoch,
  * or NULL. */

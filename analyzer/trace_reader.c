@@ -8,12 +8,14 @@
  * cursors, and merges the markers in as well. Where the cursors find their
  * chunks depends on the trace:
  *
- * - With SYNC records (version 6, docs/trace-format.md), the second pass
- *   reads the records again in file order, one record at a time when the
- *   merge needs more: each CHUNK's events are copied and queued on their
- *   stream, and a SYNC says below which seq no chunk still to come can go.
- *   The heap's first event is given once it is below that seq. Memory
- *   follows the chunks read ahead (about one writer round), not the trace.
+ * - With SYNC records (version 6, docs/trace-format.md), or with frames
+ *   that continue one zstd stream (which decompress in order only), the
+ *   second pass reads the records again in file order, one record at a
+ *   time when the merge needs more: each CHUNK's events are copied and
+ *   queued on their stream, and a SYNC says below which seq no chunk still
+ *   to come can go. The heap's first event is given once it is below that
+ *   seq. Memory follows the chunks read ahead (about one writer round), not
+ *   the trace; past 1 GiB the trace is called damaged.
  * - Without them, the first pass also indexes every chunk (48 bytes each)
  *   by stream, and each cursor reads its stream's chunks in file order with
  *   pread into a buffer of its own.
@@ -63,6 +65,12 @@
  * and a pointer delta. */
 #define EVENT_MIN_BYTES 2
 #define NONE UINT32_MAX
+/* The most event bytes the one-pass merge holds read ahead. The writer's
+ * rounds hold what its rings held (32768 events a thread by default, a
+ * few bytes each): more means SYNC records that are missing or wrong, as
+ * in a damaged trace, where zeros compressed a thousandfold could
+ * otherwise take all memory. */
+#define HELD_BYTES_MAX (1ull << 30)
 /* Decompressed frames the second pass keeps. */
 #define ZCACHE_SLOTS 4
 
@@ -344,8 +352,16 @@ static int zframe_decode(zsrc_t *z, int fd, const char *path, char *err, const z
     }
     if ((r = pread_all(fd, path, err, z->cbuf, f->clen, f->file_off + MT_ZFRAME_HEADER_SIZE)))
         return r;
-    if (!z->dctx && !(z->dctx = ZSTD_createDCtx()))
-        return errorf(err, path, -ENOMEM, "out of memory");
+    if (!z->dctx) {
+        if (!(z->dctx = ZSTD_createDCtx()))
+            return errorf(err, path, -ENOMEM, "out of memory");
+        /* A stream's window is the writer's: a frame asking for more is
+         * damaged, and must not make the context allocate up to zstd's
+         * 128 MiB. */
+        if (z->stream && ZSTD_isError(ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax,
+                                                              MT_ZSTREAM_WINDOW_LOG)))
+            return errorf(err, path, -ENOMEM, "out of memory");
+    }
     if (z->stream)
         return zstream_decode(z, path, err, f, dst);
     n = ZSTD_decompressDCtx(z->dctx, dst, f->rlen, z->cbuf, f->clen);
@@ -1404,6 +1420,9 @@ static int parse_record(mt_record_iter_t *it, fields_t *f, mt_record_t *rec, uin
                        rec->u.chunk.count, events_len);
         if (rec->u.chunk.count == 0 && events_len)
             return bad(f, "%" PRIu64 " bytes of events but a count of 0", events_len);
+        if (events_len > rec->u.chunk.count * EVENT_MAX)
+            return bad(f, "%" PRIu64 " bytes of events are more than %" PRIu64 " events can take",
+                       events_len, rec->u.chunk.count);
         it->in_chunk = true;
         it->chunk_loaded = false;
         it->chunk_off = rec->offset;
@@ -1528,10 +1547,9 @@ static int read_header(mt_record_iter_t *it)
     return 0;
 }
 
-/* Opens a trace for reading its records one by one in file order and reads
- * its header. Returns 0 and sets *out (free it with mt__record_close), or a
- * negative code with *out NULL and the message (naming the file) in err. */
-int mt__record_open(const char *path, mt_record_iter_t **out, char *err, size_t errlen)
+/* mt__record_open on fd, which it takes over (closed on failure too), or on
+ * path when fd is -1; path names the file in messages either way. */
+static int record_open_fd(const char *path, int fd, mt_record_iter_t **out, char *err, size_t errlen)
 {
     mt_record_iter_t *it;
     struct stat st;
@@ -1540,16 +1558,19 @@ int mt__record_open(const char *path, mt_record_iter_t **out, char *err, size_t 
     *out = NULL;
     it = calloc(1, sizeof *it);
     if (!it) {
+        if (fd >= 0)
+            close(fd);
         copy_error(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    it->fd = -1;
+    it->fd = fd;
     it->path = strdup(path);
     if (!it->path) {
         r = errorf(it->err, path, -ENOMEM, "out of memory");
         goto fail;
     }
-    it->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (it->fd < 0)
+        it->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (it->fd < 0 || fstat(it->fd, &st)) {
         int e = errno;
         r = errorf(it->err, path, -e, "%s", strerror(e));
@@ -1575,6 +1596,14 @@ fail:
     copy_error(err, errlen, it->err);
     mt__record_close(it);
     return r;
+}
+
+/* Opens a trace for reading its records one by one in file order and reads
+ * its header. Returns 0 and sets *out (free it with mt__record_close), or a
+ * negative code with *out NULL and the message (naming the file) in err. */
+int mt__record_open(const char *path, mt_record_iter_t **out, char *err, size_t errlen)
+{
+    return record_open_fd(path, -1, out, err, errlen);
 }
 
 /* Returns the header fields of the trace (path, version, pid, exe, command,
@@ -1756,6 +1785,7 @@ typedef struct cursor {
     bool have_seq;
     uint64_t last_seq;
     bool in_heap;
+    uint32_t held_len;  /* streaming: the bytes of buf counted in held_bytes */
     mt_event_t ev;      /* the stream's next event, while in the heap */
 } cursor_t;
 
@@ -1801,6 +1831,8 @@ struct mt_trace {
     size_t nstreams, streamcap;
     idmap_t stream_ids; /* first pass only, unless streaming */
     size_t held, held_peak; /* chunks indexed or read ahead; the most at once */
+    uint64_t held_bytes;    /* the events of the chunks read ahead or being merged */
+    uint64_t held_bytes_max; /* HELD_BYTES_MAX unless a test lowered it */
 
     uint64_t lost, end_dropped;
 
@@ -2203,6 +2235,7 @@ int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen)
         goto fail;
     }
     t->fd = -1;
+    t->held_bytes_max = HELD_BYTES_MAX;
     /* Frames of one zstd stream decompress in file order only: no index. */
     t->streaming = it->z.stream;
     while ((r = mt__record_next(it, &rec)) > 0)
@@ -2235,6 +2268,13 @@ int mt__trace_open(const char *path, mt_trace_t **out, char *err, size_t errlen)
     t->fd = it->fd;
     t->z = it->z;
     memset(&it->z, 0, sizeof it->z);
+    if (t->streaming) { /* the second pass decompresses with a context of its own */
+        ZSTD_freeDCtx(t->z.dctx);
+        free(t->z.cbuf);
+        t->z.dctx = NULL;
+        t->z.cbuf = NULL;
+        t->z.ccap = 0;
+    }
     it->path = it->exe = it->command = NULL;
     it->fd = -1;
     mt__record_close(it);
@@ -2389,9 +2429,10 @@ static int cursor_load(mt_trace_t *t, cursor_t *c, chunk_t *ch)
     int r;
 
     if (ch->data) { /* streaming: the cursor takes the copy over */
+        t->held_bytes -= c->held_len;
         free(c->buf);
         c->buf = ch->data;
-        c->cap = ch->events_len;
+        c->cap = c->held_len = ch->events_len;
         ch->data = NULL;
         t->held--;
     } else {
@@ -2446,6 +2487,8 @@ static int cursor_advance(mt_trace_t *t, uint32_t si)
         if (c->next_chunk == s->nchunks) {
             if (t->streaming) /* none read ahead: the queue starts again */
                 s->nchunks = c->next_chunk = 0;
+            t->held_bytes -= c->held_len;
+            c->held_len = 0;
             free(c->buf);
             c->buf = NULL;
             c->cap = 0;
@@ -2544,6 +2587,11 @@ static int scan_chunk(mt_trace_t *t, const mt_record_t *rec)
         snprintf(t->err, ERR_MAX, "%s", it->err);
         return r;
     }
+    if (t->held_bytes + it->events_len > t->held_bytes_max)
+        return errorf(t->err, t->path, -EINVAL,
+                      "offset %" PRIu64 ": more than %" PRIu64 " bytes of events read ahead without"
+                      " a SYNC record that lets them go (the trace is damaged)",
+                      rec->offset, t->held_bytes_max);
     s = &t->streams[si];
     c = &t->cursors[si];
     if (c->next_chunk && c->next_chunk >= s->nchunks / 2) { /* drop the merged ones */
@@ -2561,6 +2609,7 @@ static int scan_chunk(mt_trace_t *t, const mt_record_t *rec)
     }
     memcpy(data, src, it->events_len);
     s->chunks[s->nchunks++] = chunk_of(rec, it, data);
+    t->held_bytes += it->events_len;
     if (++t->held > t->held_peak)
         t->held_peak = t->held;
     if (c->in_heap)
@@ -2579,7 +2628,12 @@ static int scan_step(mt_trace_t *t)
     int r;
 
     if (!t->scan) {
-        if ((r = mt__record_open(t->path, &t->scan, t->err, ERR_MAX)))
+        /* The file the first pass read, even if its name now leads
+         * elsewhere or nowhere. */
+        int fd = fcntl(t->fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            return errorf(t->err, t->path, -errno, "%s", strerror(errno));
+        if ((r = record_open_fd(t->path, fd, &t->scan, t->err, ERR_MAX)))
             return r;
         t->scan->z.no_index = true;
     }
@@ -2616,12 +2670,16 @@ void mt__trace_rewind(mt_trace_t *t)
             for (size_t k = 0; k < t->streams[i].nchunks; k++)
                 free(t->streams[i].chunks[k].data);
             t->streams[i].nchunks = 0;
+            free(c->buf);
+            c->buf = NULL;
+            c->cap = c->held_len = 0;
         }
     }
     if (t->streaming) {
         mt__record_close(t->scan);
         t->scan = NULL;
         t->held = 0;
+        t->held_bytes = 0;
         t->sync = 0;
         t->scan_done = false;
     }
@@ -2769,6 +2827,12 @@ int mt__trace_next_batch(mt_trace_t *t, mt_event_t *evs, size_t max)
             n += run_on(t, evs + n, max - n);
     }
     return (int)n;
+}
+
+/* Lowers the read-ahead limit; see internal.h. */
+void mt__trace_limit_read_ahead(mt_trace_t *t, uint64_t bytes)
+{
+    t->held_bytes_max = bytes;
 }
 
 /* Returns the most chunks held at once; see internal.h. */

@@ -813,6 +813,16 @@ Test(trace_reader, chunk_count_of_2_pow_60_fails_without_allocating)
     expect_open_fails(b, "offset 83: CHUNK record: count 1152921504606846976 events cannot fit in");
 }
 
+Test(trace_reader, chunk_with_more_bytes_than_its_count_of_events_can_take_is_an_error)
+{
+    /* One event takes at most 52 bytes: more is padding the first pass
+     * would otherwise let through (zeros compress a thousandfold). */
+    mt_tb_t *b = mt_tb_new();
+    uint8_t events[2 * 52 + 1] = {MT_OP_FREE, 0, 2};
+    raw_chunk(b, 0, 1, 2, 1, events, sizeof events);
+    expect_open_fails(b, "offset 83: CHUNK record: 105 bytes of events are more than 2 events can take");
+}
+
 Test(trace_reader, stack_depth_over_1024_is_an_error)
 {
     mt_tb_t *b = mt_tb_new();

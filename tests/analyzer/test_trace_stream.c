@@ -383,6 +383,71 @@ Test(trace_stream, a_cut_synced_trace_reads_every_whole_chunk)
     unlink(tmpl);
 }
 
+Test(trace_stream, a_trace_whose_sync_never_lets_chunks_go_fails_past_the_read_ahead_limit)
+{
+    /* A SYNC that stays below every event (a damaged trace) would make the
+     * one pass read all the rest ahead: past its limit it stops, with a
+     * message naming the chunk it would not hold. */
+    mt_tb_t *b = new_builder();
+    mt_tb_sync(b, 1);
+    size_t third = 0;
+    for (uint64_t k = 0; k < 3; k++) {
+        if (k == 2)
+            mt_tb_data(b, &third);
+        mt_tb_chunk_begin(b, k, 10, 100 * k + 2);
+        for (uint64_t q = 100 * k + 2; q < 100 * k + 52; q++)
+            mt_tb_alloc_v4(b, MT_OP_MALLOC, q, 8, 0, 0, 0);
+        mt_tb_chunk_end(b);
+    }
+    char *path = finish(b);
+    mt_trace_t *t = open_ok(path);
+    mt__trace_limit_read_ahead(t, 250); /* a chunk of 50 events takes 100 or 101 bytes */
+    mt_event_t ev;
+    int r = mt__trace_next(t, &ev);
+    cr_expect_lt(r, 0);
+    char want[160];
+    snprintf(want, sizeof want, "offset %zu: more than 250 bytes of events read ahead without a SYNC record",
+             third);
+    cr_expect_not_null(strstr(mt__trace_error(t), want), "%s", mt__trace_error(t));
+    mt__trace_limit_read_ahead(t, 1u << 20); /* with room, the same trace reads whole */
+    mt__trace_rewind(t);
+    size_t n;
+    mt_event_t *evs = read_all(t, &n);
+    cr_expect_eq(n, 150);
+    free(evs);
+    done(path, t);
+}
+
+Test(trace_stream, the_second_pass_reads_the_file_the_first_pass_read)
+{
+    /* The one pass reads the records again: from the file opened, even
+     * when its name is gone or now names another file. */
+    pair_t p = pair_new();
+    simulate(p);
+    mt_tb_destroy(p.plain);
+    mt_tb_t *b = new_builder();
+    mt_tb_sync(b, 1);
+    mt_tb_chunk_begin(b, 0, 10, 2);
+    mt_tb_alloc_v4(b, MT_OP_MALLOC, 2, 8, 0, 0, 0);
+    mt_tb_chunk_end(b);
+    char *path = finish(p.sync), *other = finish(b);
+    mt_trace_t *t = open_ok(path);
+    uint64_t events = mt__trace_info(t)->events;
+    cr_assert_eq(rename(other, path), 0);
+    size_t n;
+    mt_event_t *evs = read_all(t, &n);
+    cr_expect_eq(n, events + mt__trace_info(t)->nmarkers);
+    free(evs);
+    cr_assert_eq(unlink(path), 0);
+    mt__trace_rewind(t);
+    evs = read_all(t, &n);
+    cr_expect_eq(n, events + mt__trace_info(t)->nmarkers);
+    free(evs);
+    mt__trace_close(t);
+    free(path);
+    free(other);
+}
+
 /* ---- a real run ---- */
 
 /* Writes a copy of the uncompressed trace at src, without its SYNC records,

@@ -155,6 +155,7 @@ static void write_frames(const char *path, const uint8_t *plain, size_t len, con
     uint8_t *out = malloc(len + (nsplits + 1) * (MT_ZFRAME_HEADER_SIZE + ZSTD_compressBound(len) + 4));
     ZSTD_CCtx *z = ZSTD_createCCtx();
     cr_assert(out && z);
+    cr_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_windowLog, MT_ZSTREAM_WINDOW_LOG)));
     memcpy(out, plain, hsize);
     size_t n = hsize, from = hsize;
     for (size_t i = 0; i <= nsplits; i++) {
