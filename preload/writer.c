@@ -97,12 +97,12 @@ static uint8_t *zout;
 /* The stream is compressed at ZHIGH_LEVEL at least (sqlite's trace: 17 KB
  * against 21 KB at level 1; python's 0.30 against 0.39 MB, for 20 instead
  * of 7 ms of CPU on the core the program does not use), unless the last
- * round zstd was tried on compressed poorly (the next try is cheap), or the
- * program writes more than ZFAST_ENTER a round on average (at 100 MB/s
- * level 6 would hold the program back), until it writes less than
- * ZFAST_LEAVE. zstd takes a stream's level when the stream starts, so the
- * writer ends the zstd frame and starts another to change it, which starts
- * again without history. */
+ * round zstd was tried on was large and compressed poorly (the next try,
+ * after rounds stored, is then cheap), or the program writes more than
+ * ZFAST_ENTER a round on average (at 100 MB/s level 6 would hold the
+ * program back), until it writes less than ZFAST_LEAVE. zstd takes a
+ * stream's level when the stream starts, so the writer ends the zstd frame
+ * and starts another to change it, which starts again without history. */
 #define ZHIGH_LEVEL 6
 #define ZFAST_ENTER (1u << 20)
 #define ZFAST_LEAVE (256u << 10)
@@ -114,7 +114,8 @@ static int zlevel; /* the context's level */
 static uint64_t start_ns;
 static uint64_t events_written, dropped_total;
 static uint64_t sync_written; /* the last SYNC's seq */
-static uint64_t time_seq = UINT64_MAX, time_held_ns; /* the last TIME's seq; one held back */
+static uint64_t time_seq = UINT64_MAX, time_written_ns; /* the last TIME's seq and time */
+static uint64_t time_held_ns; /* the time of a TIME held back, or 0 */
 static uint32_t labels_written;
 static mt_arena_t writer_arena;
 static const mt_stack_entry_t **gstacks[MT_STACK_BLOCKS * 4]; /* global id -> entry */
@@ -345,11 +346,12 @@ static int out_write_frame(void)
         n = zo.pos;
         mt_put_u32(zout + MT_ZFRAME_HEADER_SIZE + n, mt_checksum(out, out_len));
         n += 4;
-        /* Less than a quarter saved: not worth the CPU for a while. */
-        if (out_len >= ZJUDGE_MIN) {
-            zpoor = n > out_len - out_len / 4;
+        /* Less than a quarter saved: not worth the CPU for a while. A
+         * smaller round is not judged, and takes the stream back to its
+         * higher level. */
+        zpoor = out_len >= ZJUDGE_MIN && n > out_len - out_len / 4;
+        if (out_len >= ZJUDGE_MIN)
             zstore_left = zpoor ? ZSTORE_ROUNDS : 0;
-        }
     }
     zround_avg = zround_avg - zround_avg / 8 + out_len / 8;
     mt_put_u32(zout, (uint32_t)n | stored);
@@ -402,20 +404,23 @@ static void put_time(uint64_t seq, uint64_t time_ns)
  * write and a frame every 10 ms (a day of an idle program: a quarter of a
  * GB): it is held back, and the last one held back goes first when the seq
  * moves again, so that the events after it are placed after the quiet
- * spell, not spread over it. */
+ * spell, not spread over it. Once a second it goes anyway, so that a
+ * program killed while quiet still shows how long it ran. */
+#define TIME_QUIET_NS 1000000000ull
 static void emit_time(void)
 {
     uint64_t seq = atomic_load(&mt__seq.next), now = now_rel();
 
-    if (seq == time_seq) {
+    if (seq == time_seq && now - time_written_ns < TIME_QUIET_NS) {
         time_held_ns = now;
         return;
     }
-    if (time_held_ns)
+    if (time_held_ns && seq != time_seq)
         put_time(time_seq, time_held_ns);
     time_held_ns = 0;
     put_time(seq, now);
     time_seq = seq;
+    time_written_ns = now;
 }
 
 /* Tells the reader that every event still to come has a seq of at least
@@ -1003,8 +1008,9 @@ static void round_once(bool all)
                 drain(r);
     } while (more);
     /* Once a round, not once a step: the reader then holds a round's
-     * chunks (OUT_CAP bytes at most), and a program with one thread,
-     * whose steps are all of 4096 events, writes a fifth of the SYNCs. */
+     * chunks (what the rings held when it began), and a program with one
+     * thread, whose steps are all of 4096 events, writes a fifth of the
+     * SYNCs. */
     emit_sync(sync);
     emit_time();
     out_flush();
@@ -1313,7 +1319,7 @@ void mt__writer_after_fork(void)
     events_written = dropped_total = 0;
     sync_written = 0;
     time_seq = UINT64_MAX;
-    time_held_ns = 0;
+    time_written_ns = time_held_ns = 0;
     labels_written = 0;
     gstack_count = 0;
     if (gslots)

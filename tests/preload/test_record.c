@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -632,6 +633,31 @@ Test(record, depth_three_records_three_frames_at_most, .timeout = 30)
     mt_e2e_run_free(&run);
 }
 
+/* Counts the TIME records of the trace at path: all of them, and those at
+ * seq, the last of which has time *at_seq_ns. */
+static void count_time_records(const char *path, uint64_t seq, unsigned *times, unsigned *at_seq,
+                               uint64_t *at_seq_ns)
+{
+    mt_record_iter_t *it;
+    mt_record_t rec;
+    char err[512];
+    int r;
+    *times = *at_seq = 0;
+    *at_seq_ns = 0;
+    cr_assert_eq(mt__record_open(path, &it, err, sizeof err), 0, "%s", err);
+    while ((r = mt__record_next(it, &rec)) > 0) {
+        if (rec.type != MT_REC_TIME)
+            continue;
+        ++*times;
+        if (rec.u.time.seq == seq) {
+            ++*at_seq;
+            *at_seq_ns = rec.u.time.time_ns;
+        }
+    }
+    cr_assert_eq(r, 0, "%s", mt__record_error(it));
+    mt__record_close(it);
+}
+
 Test(record, a_quiet_spell_costs_no_time_records_and_keeps_the_time_of_what_follows, .timeout = 30)
 {
     mt_e2e_opts_t o = {.capture_stdout = true};
@@ -645,28 +671,41 @@ Test(record, a_quiet_spell_costs_no_time_records_and_keeps_the_time_of_what_foll
      * malloc(2102) is the counter's value all through it: a TIME record
      * says so right after free(2101), and the last round of the spell
      * says it again, just before the records of malloc(2102). */
-    mt_record_iter_t *it;
-    mt_record_t rec;
-    char err[512];
-    unsigned times = 0, at_spell = 0;
-    uint64_t last_spell_ns = 0;
-    int r;
-    cr_assert_eq(mt__record_open(run.traces[0], &it, err, sizeof err), 0, "%s", err);
-    while ((r = mt__record_next(it, &rec)) > 0) {
-        if (rec.type != MT_REC_TIME)
-            continue;
-        times++;
-        if (rec.u.time.seq == after.seq) {
-            at_spell++;
-            last_spell_ns = rec.u.time.time_ns;
-        }
-    }
-    cr_assert_eq(r, 0, "%s", mt__record_error(it));
-    mt__record_close(it);
+    unsigned times, at_spell;
+    uint64_t last_spell_ns;
+    count_time_records(run.traces[0], after.seq, &times, &at_spell, &last_spell_ns);
     cr_expect_leq(times, 8, "%u TIME records for a program quiet for 400 ms", times);
     cr_expect_eq(at_spell, 2, "%u TIME records at seq %llu", at_spell, (unsigned long long)after.seq);
     /* So malloc(2102) is placed after the spell, not spread over it. */
     cr_expect_eq(mt__trace_time_of(tr.t, after.seq), last_spell_ns);
+    mt_e2e_trace_close(&tr);
+    mt_e2e_run_free(&run);
+}
+
+Test(record, a_program_killed_while_quiet_still_shows_how_long_it_ran, .timeout = 30)
+{
+    /* Killed 1.5 s into a quiet spell: no END record, no event after the
+     * spell to carry a held-back TIME. Once a second of quiet the writer
+     * writes it anyway, so the trace lasts at least that second. */
+    mt_e2e_opts_t o = {.capture_stdout = true};
+    mt_e2e_run_t run;
+    mt_e2e_trace_t tr;
+    int rc = mt_e2e_run_target(&run, &o, "quiet_spell", "1500", "kill", NULL);
+    cr_assert_eq(rc, 0, "cannot run quiet_spell: %s", strerror(-rc));
+    cr_assert_eq(run.signal, SIGKILL);
+    cr_assert_eq(run.ntraces, 1);
+    rc = mt_e2e_trace_open(&tr, run.traces[0]);
+    cr_assert_eq(rc, 0, "cannot read %s: %s", run.traces[0], tr.err);
+    cr_expect_not(tr.info->complete, "a killed program wrote an END record");
+    mt_event_t before = the_alloc(&tr, MT_OP_MALLOC, 2101), freed;
+    cr_assert_eq(mt_e2e_find_free(&tr, before.ptr, before.seq, &freed), 1);
+    unsigned times, at_spell;
+    uint64_t last_spell_ns;
+    count_time_records(run.traces[0], freed.seq + 1, &times, &at_spell, &last_spell_ns);
+    cr_expect_geq(at_spell, 2, "%u TIME records at seq %llu", at_spell, (unsigned long long)(freed.seq + 1));
+    cr_expect_eq(tr.info->duration_ns, last_spell_ns);
+    cr_expect_geq(tr.info->duration_ns, 1000000000ull, "duration %llu ns",
+                  (unsigned long long)tr.info->duration_ns);
     mt_e2e_trace_close(&tr);
     mt_e2e_run_free(&run);
 }
