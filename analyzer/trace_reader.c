@@ -2485,8 +2485,6 @@ static int cursor_advance(mt_trace_t *t, uint32_t si)
                           c->rec_off);
         c->in_chunk = false;
         if (c->next_chunk == s->nchunks) {
-            if (t->streaming) /* none read ahead: the queue starts again */
-                s->nchunks = c->next_chunk = 0;
             t->held_bytes -= c->held_len;
             c->held_len = 0;
             free(c->buf);

@@ -681,11 +681,11 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     return (int)n;
 }
 #else
-static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds, const mt_unwind_from_t *from)
+static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds, const mt_unwind_from_t *start)
 {
     (void)frames;
     (void)max;
-    (void)from;
+    (void)start;
     *folds = NULL;
     return -1;
 }

@@ -184,6 +184,20 @@ static void expect_source(const mt_frame_t *f, const char *function, int line, b
 }
 
 /* One frame that names the module but nothing inside it. */
+/* Symbolizes ra, the return address inline_caller gave, and expects its
+ * two frames: inlined_helper at line inner, inlined into inline_caller at
+ * line outer. Returns the frames (valid until the next call on s). */
+static const mt_frame_t *expect_inline_pair(mt_symbolizer_t *s, uint64_t ra, int inner, int outer)
+{
+    const mt_frame_t *fr = NULL;
+    size_t n = 0;
+    mt__symbolize(s, ra, 0, &fr, &n);
+    cr_assert_eq(n, 2);
+    expect_source(&fr[0], "inlined_helper", inner, true);
+    expect_source(&fr[1], "inline_caller", outer, false);
+    return fr;
+}
+
 static void expect_module_offset(const mt_frame_t *fr, size_t n, uint64_t address, const char *module,
                                  uint64_t offset)
 {
@@ -251,13 +265,8 @@ Test(symbols, inlined_call_shows_the_inlined_frame_then_its_caller)
     mt_symbolizer_t *s = mt__symbolizer_new(t);
     cr_assert_not_null(s);
 
-    const mt_frame_t *fr = NULL;
-    size_t n = 0;
-    mt__symbolize(s, ra, 0, &fr, &n);
-    cr_assert_eq(n, 2);
-    expect_source(&fr[0], "inlined_helper", inner, true);
-    expect_source(&fr[1], "inline_caller", outer, false);
-    for (size_t i = 0; i < n; i++) {
+    const mt_frame_t *fr = expect_inline_pair(s, ra, inner, outer);
+    for (size_t i = 0; i < 2; i++) {
         cr_expect_eq(fr[i].address, ra);
         cr_expect_eq(fr[i].offset, ra - self.base);
         cr_expect_str_eq(fr[i].module, self.path);
@@ -614,12 +623,9 @@ Test(symbols, warming_up_in_a_thread_gives_the_same_frames)
     mt__symbolizer_warm_start(s);
     mt__symbolizer_warm_start(s); /* a second start while warming does nothing */
     mt__symbolizer_warm_join(s);
+    expect_inline_pair(s, ra1, inner, outer);
     const mt_frame_t *fr = NULL;
     size_t n = 0;
-    mt__symbolize(s, ra1, 0, &fr, &n);
-    cr_assert_eq(n, 2);
-    expect_source(&fr[0], "inlined_helper", inner, true);
-    expect_source(&fr[1], "inline_caller", outer, false);
     mt__symbolize(s, ra2, 0, &fr, &n);
     cr_assert_eq(n, 1);
     expect_source(&fr[0], "known_function", line, false);
