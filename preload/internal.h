@@ -201,6 +201,10 @@ static inline mt_ring_t *mt__ring_get(void)
  * pending and the last slot of its ring (busy threads record nothing, so a
  * thread holds at most one pending slot). */
 
+/* Called by the writer after it freed slots of a ring: wakes the
+ * producers waiting for room. */
+MT_HIDDEN void mt__ring_room_made(void);
+
 /* mt__ring_reserve when r looks full or the writer should be woken. */
 MT_HIDDEN mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r);
 

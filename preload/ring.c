@@ -137,11 +137,22 @@ void mt__ring_release(void *ring)
     atomic_store_explicit(&r->state, MT_RING_EXITED, memory_order_release);
 }
 
-static void futex_wait_short(void)
+/* Producers waiting for room in a full ring sleep on `drained`, which the
+ * writer bumps after each drain and wakes only while `waiters` says someone
+ * sleeps: a waiting thread gives its CPU to the writer instead of spinning
+ * (on a 2-core machine running two busy threads, the writer's CPU is the
+ * program's). Alone in their cache line: producers touch it only when full. */
+static struct {
+    _Alignas(64) _Atomic uint32_t drained;
+    _Atomic uint32_t waiters;
+    char pad[64 - 2 * sizeof(uint32_t)];
+} room;
+
+void mt__ring_room_made(void)
 {
-    struct timespec ts = {0, 200000};
-    sched_yield();
-    syscall(SYS_futex, &ring_count, FUTEX_WAIT_PRIVATE, ~0u, &ts, NULL, 0);
+    atomic_fetch_add(&room.drained, 1);
+    if (MT_UNLIKELY(atomic_load(&room.waiters)))
+        syscall(SYS_futex, &room.drained, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r)
@@ -151,23 +162,27 @@ mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r)
     if (MT_UNLIKELY(h - r->cached_tail >= cap)) {
         r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
         if (h - r->cached_tail >= cap) {
-            uint64_t start = 0;
-            mt__writer_wake();
-            for (;;) {
+            uint64_t start = mt__os_now_ns();
+            bool full = true;
+            /* Counted before tail is read again: either that read sees the
+             * writer's drain, or the writer sees the count and wakes. */
+            atomic_fetch_add(&room.waiters, 1);
+            while (atomic_load_explicit(&mt__state, memory_order_relaxed) == MT_STATE_ACTIVE &&
+                   !mt__writer_is_self() &&
+                   mt__os_now_ns() - start <= (uint64_t)mt__config.ring_wait_ms * 1000000ull) {
+                uint32_t d = atomic_load(&room.drained);
                 r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-                if (h - r->cached_tail < cap)
+                if (h - r->cached_tail < cap) {
+                    full = false;
                     break;
-                if (atomic_load_explicit(&mt__state, memory_order_relaxed) != MT_STATE_ACTIVE ||
-                    mt__writer_is_self())
-                    goto drop;
-                uint64_t now = mt__os_now_ns();
-                if (!start)
-                    start = now;
-                else if (now - start > (uint64_t)mt__config.ring_wait_ms * 1000000ull)
-                    goto drop;
+                }
                 mt__writer_wake();
-                futex_wait_short();
+                struct timespec ts = {0, 1000000};
+                syscall(SYS_futex, &room.drained, FUTEX_WAIT_PRIVATE, d, &ts, NULL, 0);
             }
+            atomic_fetch_sub(&room.waiters, 1);
+            if (full)
+                goto drop;
         }
     }
     mt_ring_event_t *slot = mt__ring_publish(r, h);
@@ -288,4 +303,5 @@ void mt__rings_after_fork(void)
     }
     if (mine)
         atomic_store(&mine->tid, (uint32_t)syscall(SYS_gettid));
+    atomic_store(&room.waiters, 0); /* those threads are the parent's */
 }

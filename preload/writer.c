@@ -902,6 +902,7 @@ static void drain(mt_ring_t *r)
     uint64_t h = r->w_end;
     uint32_t tid = atomic_load_explicit(&r->tid, memory_order_relaxed);
     uint64_t lost = 0; /* order_rings mapped the ring's stacks */
+    bool freed = t < h;
     while (t < h) {
         uint64_t k = h - t < CHUNK_MAX_EVENTS ? h - t : CHUNK_MAX_EVENTS;
         size_t nmarkers = 0;
@@ -957,6 +958,8 @@ static void drain(mt_ring_t *r)
         t += k;
         atomic_store_explicit(&r->tail, t, memory_order_release);
     }
+    if (freed)
+        mt__ring_room_made();
     uint64_t dropped = atomic_load_explicit(&r->dropped, memory_order_relaxed) + lost;
     if (lost)
         atomic_fetch_add_explicit(&r->dropped, lost, memory_order_relaxed);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../preload/internal.h"
@@ -568,4 +569,89 @@ Test(ring, a_thread_stalled_inside_a_free_leaves_a_readable_trace)
     plan_t p = {.producers = 4, .waves = 1, .events = 20000, .own_stacks = 11, .shared = true,
                 .stall_ms = 400};
     run_and_check(&p, "1024");
+}
+
+/* ---- waiting for room ---- */
+
+/* Rings of 1024 events and no writer thread: what drains a ring is the
+ * test itself. */
+static void start_without_writer(const char *wait_ms)
+{
+    setenv("MEMTRACK_RING_EVENTS", "1024", 1);
+    setenv("MEMTRACK_RING_WAIT_MS", wait_ms, 1);
+    mt__config_load();
+    cr_assert_eq(mt__rings_init(), 0);
+    atomic_store(&mt__state, MT_STATE_ACTIVE);
+}
+
+static mt_ring_t *fill_own_ring(void)
+{
+    mt_ring_t *r = mt__ring_get();
+    cr_assert(r);
+    for (unsigned i = 0; i < 1024; i++) {
+        mt_ring_event_t *slot = mt__ring_reserve(r);
+        cr_assert(slot, "slot %u of a ring that had room", i);
+        mt__ring_commit(slot, mt__next_seq(), 16 * (i + 1), 0, 0, MT_OP_FREE);
+    }
+    return r;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+Test(ring, a_producer_waiting_on_a_full_ring_sleeps_instead_of_spinning)
+{
+    /* On two cores running two busy threads, CPU a waiting producer
+     * spends is CPU the writer it waits for does not get. */
+    start_without_writer("300");
+    mt_ring_t *r = fill_own_ring();
+    uint64_t cpu = thread_cpu_ns(), wall = mt__os_now_ns();
+    mt_ring_event_t *slot = mt__ring_reserve(r);
+    cpu = thread_cpu_ns() - cpu;
+    wall = mt__os_now_ns() - wall;
+    cr_expect_null(slot, "a full ring that nothing drains gave a slot");
+    cr_expect_eq(atomic_load(&r->dropped), 1, "the event that found no room is not counted as dropped");
+    cr_expect_geq(wall, 300000000ull, "gave up after %llu ms, before MEMTRACK_RING_WAIT_MS",
+                  (unsigned long long)(wall / 1000000));
+    cr_expect_lt(cpu * 4, wall, "waiting %llu ms took %llu ms of CPU", (unsigned long long)(wall / 1000000),
+                 (unsigned long long)(cpu / 1000000));
+}
+
+typedef struct drainer {
+    mt_ring_t *r;
+    unsigned delay_ms;
+} drainer_t;
+
+/* Frees half the ring after a while, as the writer does after a drain. */
+static void *drain_later(void *arg)
+{
+    const drainer_t *d = arg;
+    struct timespec ts = {0, (long)d->delay_ms * 1000000L};
+    nanosleep(&ts, NULL);
+    atomic_fetch_add(&d->r->tail, 512);
+    mt__ring_room_made();
+    return NULL;
+}
+
+Test(ring, a_waiting_producer_goes_on_once_the_writer_makes_room)
+{
+    start_without_writer("600000");
+    mt_ring_t *r = fill_own_ring();
+    drainer_t d = {r, 100};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, drain_later, &d), 0);
+    uint64_t wall = mt__os_now_ns();
+    mt_ring_event_t *slot = mt__ring_reserve(r);
+    wall = mt__os_now_ns() - wall;
+    pthread_join(t, NULL);
+    cr_assert_not_null(slot, "the producer gave up instead of waiting for room");
+    mt__ring_commit(slot, mt__next_seq(), 16, 0, 0, MT_OP_FREE);
+    cr_expect_eq(atomic_load(&r->dropped), 0);
+    cr_expect_geq(wall, 100000000ull, "a slot came before there was room");
+    cr_expect_lt(wall, 10000000000ull, "the producer waited %llu ms for room made after 100 ms",
+                 (unsigned long long)(wall / 1000000));
 }
