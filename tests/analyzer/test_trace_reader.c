@@ -1403,3 +1403,30 @@ Test(trace_reader, version_5_names_a_block_the_shortest_way)
     cr_expect_eq(v5_mode(100000, 30000, 30001), MT_BLOCK_DELTA, "a change of one byte is shorter");
     cr_expect_eq(v5_mode(100000, 99000, 99200), MT_BLOCK_AGE2, "a change of two bytes is not shorter");
 }
+
+Test(trace_reader, the_writer_finds_a_recent_stack_where_the_list_has_it)
+{
+    /* Against the plain search, for lists of every length: the first
+     * place that holds the id, or MT_HEAD_STACK_NEW; places past the list's
+     * length (here filled with the id) never match. */
+    uint64_t rng = 88172645463325252ull;
+    for (unsigned round = 0; round < 20000; round++) {
+        mt_chunk_state_t st;
+        mt_chunk_state_init(&st, 1);
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        st.nrecent = (uint8_t)(rng % (MT_RECENT_STACKS + 1));
+        uint32_t id = (uint32_t)(rng >> 40) % 6;
+        for (unsigned i = 0; i < 16; i++)
+            st.recent[i] = i < st.nrecent ? (uint32_t)((rng >> (2 * i)) % 6) : id;
+        unsigned want = MT_HEAD_STACK_NEW;
+        for (unsigned i = 0; i < st.nrecent && want == MT_HEAD_STACK_NEW; i++)
+            if (st.recent[i] == id)
+                want = i;
+        cr_assert_eq(mt_recent_find(&st, id), want, "id %u in a list of %u", id, st.nrecent);
+    }
+    mt_chunk_state_t st;
+    mt_chunk_state_init(&st, 1);
+    cr_expect_eq(mt_recent_find(&st, 0), MT_HEAD_STACK_NEW, "an empty list holds no stack 0");
+    mt_recent_push(&st, UINT32_MAX - 1);
+    cr_expect_eq(mt_recent_find(&st, UINT32_MAX - 1), 0);
+}
