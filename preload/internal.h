@@ -333,7 +333,9 @@ typedef struct mt_unwind_from {
 } mt_unwind_from_t;
 
 /* Walks the calling thread's stack into buf (MT_UNWIND_BUF entries) and
- * returns where in buf its recorded part starts: up to max return
+ * returns where its recorded part starts, in buf or in the unwinder's own
+ * memory of the thread's last stack (valid until the thread's next walk):
+ * up to max return
  * addresses, innermost first, starting at the caller of the allocation
  * function (the library's own frames are left out); their count goes to
  * *count, their fold (see mt__stack_fold) to *fold when the walk knew it

@@ -590,7 +590,10 @@ static inline int step_over(const uw_rule_t *rule, uintptr_t hi, uintptr_t *ip, 
 }
 
 /* Walks the stack with cached rules from the first frame outside the
- * library. Returns the frame count, or -1 when libunwind must do it.
+ * library into frames, or, when the walk's outer part is the remembered
+ * walk's and fits whole, sets *out to the remembered frames, where the
+ * stack then lies in place. Returns the frame count, or -1 when libunwind
+ * must do it.
  *
  * A walk is a function of the state it starts from (return address, stack
  * pointer, rbp), the rules and the stack words it reads. So once this walk
@@ -600,8 +603,8 @@ static inline int step_over(const uw_rule_t *rule, uintptr_t hi, uintptr_t *ip, 
  * is the previous one's: it is copied instead of stepped. Programs with
  * deep stacks (interpreters, recursions) mostly allocate with a changing
  * inner and an unchanged outer part. */
-static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds,
-                                              const mt_unwind_from_t *start)
+static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out,
+                                              const uint64_t **folds, const mt_unwind_from_t *start)
 {
     mt_tls_t *t = &mt__tls;
     if (!t->ring || !t->stack_hi)
@@ -647,10 +650,16 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
             /* A walk cut short at max frames is only known up to where it stopped. */
             if (from == k && (s->end != SEEN_TRUNC || n + (SEEN_MAX - k) >= max)) {
                 uint32_t m = SEEN_MAX - k < max - n ? SEEN_MAX - k : max - n;
+                if (m == SEEN_MAX - k && n <= k) {
+                    /* Remembered whole: the stack is the remembered one's
+                     * outer part below this walk's fresh frames, in place. */
+                    remember(s, f, frames, n, k, 0);
+                    *out = &s->ip[s->start];
+                    *folds = &s->fold[s->start];
+                    return (int)(n + m);
+                }
                 memcpy(frames + n, &s->ip[k], m * sizeof *frames);
                 remember(s, f, frames, n, k, 0);
-                if (m == SEEN_MAX - k && s->start == k - n)
-                    *folds = &s->fold[s->start];
                 return (int)(n + m);
             }
             ok = k = from;
@@ -689,9 +698,11 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     return (int)n;
 }
 #else
-static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **folds, const mt_unwind_from_t *start)
+static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uint64_t **folds,
+                    const mt_unwind_from_t *start)
 {
     (void)frames;
+    (void)out;
     (void)max;
     (void)start;
     *folds = NULL;
@@ -706,11 +717,12 @@ const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_
     uint32_t n, skip = 0;
     const uint64_t *folds;
     if (MT_LIKELY(!mt__config.unwind_fp && !mt__config.unwind_libunwind)) {
-        int r = cfi_walk(buf, max, &folds, from); /* only the frames it records */
+        const uint64_t *frames = buf;
+        int r = cfi_walk(buf, max, &frames, &folds, from); /* only the frames it records */
         if (MT_LIKELY(r >= 0)) {
             *count = (uint32_t)r;
             *fold = folds ? folds[0] : 0;
-            return buf;
+            return frames;
         }
     }
     if (mt__config.unwind_fp)
