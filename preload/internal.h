@@ -332,19 +332,42 @@ typedef struct mt_unwind_from {
     uintptr_t ip, sp, rbp;
 } mt_unwind_from_t;
 
+/* The default walk (unwind.c): the cached CFI walk, into frames or, when
+ * it sets *out, in the unwinder's own memory; *folds, when not NULL, the
+ * stack's folds. Returns the frame count, or -1 when it cannot walk this
+ * stack. */
+MT_HIDDEN int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uint64_t **folds,
+                           const mt_unwind_from_t *start);
+
+/* The frame-pointer walk (MEMTRACK_UNWIND=fp) or libunwind, for what the
+ * default walk does not do: mt__unwind without its fast path. */
+MT_HIDDEN const uint64_t *mt__unwind_other(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold);
+
 /* Walks the calling thread's stack into buf (MT_UNWIND_BUF entries) and
  * returns where its recorded part starts, in buf or in the unwinder's own
  * memory of the thread's last stack (valid until the thread's next walk):
- * up to max return
- * addresses, innermost first, starting at the caller of the allocation
- * function (the library's own frames are left out); their count goes to
+ * up to max return addresses, innermost first, starting at the caller of
+ * the allocation function (the library's own frames are left out); their
+ * count goes to
  * *count, their fold (see mt__stack_fold) to *fold when the walk knew it
  * without extra work, else 0. from, when not NULL, is the state of a frame
  * on the current stack (a hook's, read from its frame pointer): the
  * default walker starts there instead of stepping over the library's
  * frames up to it. */
-MT_HIDDEN const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold,
-                                     const mt_unwind_from_t *from);
+static inline const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold,
+                                         const mt_unwind_from_t *from)
+{
+    if (MT_LIKELY(!mt__config.unwind_fp && !mt__config.unwind_libunwind)) {
+        const uint64_t *frames = buf, *folds;
+        int r = mt__cfi_walk(buf, max, &frames, &folds, from); /* only the frames it records */
+        if (MT_LIKELY(r >= 0)) {
+            *count = (uint32_t)r;
+            *fold = folds ? folds[0] : 0;
+            return frames;
+        }
+    }
+    return mt__unwind_other(buf, max, count, fold);
+}
 
 /* Drops cached unwind information (after dlclose). */
 MT_HIDDEN void mt__unwind_flush(void);

@@ -9,7 +9,7 @@
  * an address parses its FDE (found through _dl_find_object and the
  * .eh_frame_hdr search table). Once a walk reaches a frame the previous walk
  * passed through and the stack words that walk read from there outwards are
- * unchanged, the rest is copied from it (see cfi_walk). Every load is
+ * unchanged, the rest is copied from it (see mt__cfi_walk). Every load is
  * checked against the thread's stack bounds, and whatever the walk cannot
  * handle exactly (a signal frame,
  * a CFA expression, code without unwind information, a stack outside the
@@ -603,8 +603,8 @@ static inline int step_over(const uw_rule_t *rule, uintptr_t hi, uintptr_t *ip, 
  * is the previous one's: it is copied instead of stepped. Programs with
  * deep stacks (interpreters, recursions) mostly allocate with a changing
  * inner and an unchanged outer part. */
-static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out,
-                                              const uint64_t **folds, const mt_unwind_from_t *start)
+int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uint64_t **folds,
+                 const mt_unwind_from_t *start)
 {
     mt_tls_t *t = &mt__tls;
     if (!t->ring || !t->stack_hi)
@@ -617,7 +617,7 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     uintptr_t ip = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
     if (start && start->sp > sp && start->sp < hi) {
         /* The hook read its caller's state from its own frame: no rule
-         * lookups to step over this function, mt__unwind and the hook. */
+         * lookups to step over this function and the hook. */
         ip = start->ip;
         sp = start->sp;
         rbp = start->rbp;
@@ -698,8 +698,8 @@ static __attribute__((noinline)) int cfi_walk(uint64_t *frames, uint32_t max, co
     return (int)n;
 }
 #else
-static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uint64_t **folds,
-                    const mt_unwind_from_t *start)
+int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uint64_t **folds,
+                 const mt_unwind_from_t *start)
 {
     (void)frames;
     (void)out;
@@ -710,21 +710,10 @@ static int cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const 
 }
 #endif
 
-const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold,
-                           const mt_unwind_from_t *from)
+const uint64_t *mt__unwind_other(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold)
 {
     uint32_t want = max + 8 < MT_UNWIND_BUF ? max + 8 : MT_UNWIND_BUF;
     uint32_t n, skip = 0;
-    const uint64_t *folds;
-    if (MT_LIKELY(!mt__config.unwind_fp && !mt__config.unwind_libunwind)) {
-        const uint64_t *frames = buf;
-        int r = cfi_walk(buf, max, &frames, &folds, from); /* only the frames it records */
-        if (MT_LIKELY(r >= 0)) {
-            *count = (uint32_t)r;
-            *fold = folds ? folds[0] : 0;
-            return frames;
-        }
-    }
     if (mt__config.unwind_fp)
         n = fp_walk(buf, want);
     else {
@@ -738,3 +727,4 @@ const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_
     *fold = 0;
     return buf + skip;
 }
+
