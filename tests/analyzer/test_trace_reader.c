@@ -1430,3 +1430,27 @@ Test(trace_reader, the_writer_finds_a_recent_stack_where_the_list_has_it)
     mt_recent_push(&st, UINT32_MAX - 1);
     cr_expect_eq(mt_recent_find(&st, UINT32_MAX - 1), 0);
 }
+
+Test(trace_reader, moving_a_recent_stack_to_the_front_keeps_the_others_in_order)
+{
+    /* Against the plain loop, for every place and random lists: places 1
+     * to i take what 0 to i - 1 held, place 0 the id, the rest stay. */
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    for (unsigned round = 0; round < 20000; round++) {
+        mt_chunk_state_t st, want;
+        mt_chunk_state_init(&st, 1);
+        for (unsigned j = 0; j < 16; j++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            st.recent[j] = (uint32_t)rng;
+        }
+        want = st;
+        unsigned i = round % MT_RECENT_STACKS;
+        uint32_t id = (uint32_t)(rng >> 32);
+        for (unsigned j = i; j > 0; j--)
+            want.recent[j] = want.recent[j - 1];
+        want.recent[0] = id;
+        mt_recent_insert(&st, i, id);
+        for (unsigned j = 0; j < 16; j++)
+            cr_assert_eq(st.recent[j], want.recent[j], "place %u after inserting at place %u", j, i);
+    }
+}
