@@ -8,17 +8,17 @@
  * return address costs a table probe and two loads; only the first sight of
  * an address parses its FDE (found through _dl_find_object and the
  * .eh_frame_hdr search table). Once a walk reaches a frame the previous walk
- * passed through and the stack words that walk read from there outwards are
- * unchanged, the rest is copied from it (see mt__cfi_walk). Every load is
- * checked against the thread's stack bounds, and whatever the walk cannot
- * handle exactly (a signal frame,
- * a CFA expression, code without unwind information, a stack outside the
- * thread's known stack) falls back to libunwind's unw_backtrace for that
- * stack, so the recorded frames are the same either way. MEMTRACK_UNWIND=fp
- * walks frame pointers, for programs built with -fno-omit-frame-pointer.
- * Frames inside libmemtrack.so itself are dropped, so the first recorded
- * frame is always the return address into the code that called the
- * allocation function.
+ * passed through (or one at the same place that steps alike) and the stack
+ * words that walk read from there outwards are unchanged, the rest is
+ * copied from it (see mt__cfi_walk). Every load is checked against the
+ * thread's stack bounds, and whatever the walk cannot handle exactly (a
+ * signal frame, a CFA expression, code without unwind information, a stack
+ * outside the thread's known stack) falls back to libunwind's unw_backtrace
+ * for that stack, so the recorded frames are the same either way.
+ * MEMTRACK_UNWIND=fp walks frame pointers, for programs built with
+ * -fno-omit-frame-pointer. Frames inside libmemtrack.so itself are dropped,
+ * so the first recorded frame is always the return address into the code
+ * that called the allocation function.
  */
 #define UNW_LOCAL_ONLY
 #include <dlfcn.h>
@@ -105,11 +105,16 @@ enum { DW_RBP = 6, DW_RSP = 7, DW_RA = 16 };
 /* How to step over the frame of one return address. */
 typedef struct uw_rule {
     uint64_t ip;
-    int32_t cfa_off;   /* CFA = (cfa_rbp ? rbp : sp) + cfa_off */
-    int16_t rbp_off;   /* the caller's rbp is at CFA + rbp_off; 0: unchanged */
-    int8_t ra_off;     /* the return address is at CFA + ra_off */
-    uint8_t kind : 2;  /* RULE_* */
-    uint8_t cfa_rbp : 1;
+    union {
+        struct {
+            int32_t cfa_off;   /* CFA = (cfa_rbp ? rbp : sp) + cfa_off */
+            int16_t rbp_off;   /* the caller's rbp is at CFA + rbp_off; 0: unchanged */
+            int8_t ra_off;     /* the return address is at CFA + ra_off */
+            uint8_t kind : 2;  /* RULE_* */
+            uint8_t cfa_rbp : 1;
+        };
+        uint64_t how; /* all of the above: equal for rules that step alike */
+    };
 } uw_rule_t;
 
 _Static_assert(sizeof(uw_rule_t) == 16, "a rule is 16 bytes");
@@ -142,6 +147,7 @@ typedef struct uw_seen {
     uint64_t fold[SEEN_MAX + 1];      /* [SEEN_MAX] = MT_STACK_FOLD_SEED */
     uint16_t first_chk[SEEN_MAX + 1]; /* [SEEN_MAX] = CHK_MAX */
     uint8_t needs_rbp[SEEN_MAX]; /* the walk from this frame outwards depends on its rbp */
+    uint64_t how[SEEN_MAX];      /* the rule that stepped over the frame (uw_rule_t.how), 0: none */
     uw_check_t chk[CHK_MAX];
 } uw_seen_t;
 
@@ -152,7 +158,7 @@ typedef struct uw_seen {
 typedef struct uw_fresh {
     uint64_t sp[SEEN_MAX], rbp[SEEN_MAX];
     const uint64_t *ra_at[SEEN_MAX], *rbp_at[SEEN_MAX];
-    uint64_t ra[SEEN_MAX], rbpv[SEEN_MAX];
+    uint64_t ra[SEEN_MAX], rbpv[SEEN_MAX], how[SEEN_MAX];
     uint8_t cfa_rbp[SEEN_MAX];
 } uw_fresh_t;
 
@@ -545,6 +551,7 @@ static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, 
         s->fold[d] = fold;
         s->first_chk[d] = (uint16_t)c;
         s->needs_rbp[d] = (uint8_t)needs;
+        s->how[d] = f->ra_at[i] ? f->how[i] : 0;
     }
     s->start = start;
     if (join == SEEN_MAX)
@@ -600,9 +607,14 @@ static inline int step_over(const uw_rule_t *rule, uintptr_t hi, uintptr_t *ip, 
  * reaches a state the previous walk passed through (rbp compared only when
  * the rest of that walk depended on it), and every word the previous walk
  * read from there outwards still holds what it held, the rest of the walk
- * is the previous one's: it is copied instead of stepped. Programs with
- * deep stacks (interpreters, recursions) mostly allocate with a changing
- * inner and an unchanged outer part. */
+ * is the previous one's: it is copied instead of stepped. A state with
+ * another return address at the same stack pointer counts as well when its
+ * rule is the same: the step computes the same CFA and reads the same words,
+ * so it reaches the same caller's state; only that frame's return address
+ * differs. That is the usual case where two stacks part: the same function
+ * called the allocating code from another site, and it saves a step.
+ * Programs with deep stacks (interpreters, recursions) mostly allocate with
+ * a changing inner and an unchanged outer part. */
 int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uint64_t **folds,
                  const mt_unwind_from_t *start)
 {
@@ -643,13 +655,24 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
     uint32_t k = s->start; /* the innermost remembered frame not below sp */
     uint32_t ok = SEEN_MAX; /* remembered frames from here outwards are unchanged */
     for (;;) {
+        const uw_rule_t *rule = NULL;
         while (s->sp[k] < sp)
             k++;
-        if (s->sp[k] == sp && s->ip[k] == ip && (!s->needs_rbp[k] || s->rbp[k] == rbp)) {
+        /* A frame at the remembered frame's place whose return address
+         * differs (mostly: the same function calling from another site)
+         * steps alike when its rule does: the same CFA, the same words
+         * read, so the same caller's state. */
+        bool same = false;
+        if (s->sp[k] == sp && (!s->needs_rbp[k] || s->rbp[k] == rbp) &&
+            ((same = s->ip[k] == ip) || ((rule = rule_for(c, ip))->kind == RULE_STEP && rule->how == s->how[k]))) {
             uint32_t from = k < ok ? seen_unchanged_from(s, k, ok) : k;
             /* A walk cut short at max frames is only known up to where it stopped. */
             if (from == k && (s->end != SEEN_TRUNC || n + (SEEN_MAX - k) >= max)) {
                 uint32_t m = SEEN_MAX - k < max - n ? SEEN_MAX - k : max - n;
+                if (!same) {
+                    s->ip[k] = ip;
+                    s->fold[k] = mt__stack_fold(s->fold[k + 1], ip);
+                }
                 if (m == SEEN_MAX - k && n <= k) {
                     /* Remembered whole: the stack is the remembered one's
                      * outer part below this walk's fresh frames, in place. */
@@ -672,7 +695,8 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
         f->rbp[n] = rbp;
         uint32_t i = n;
         frames[n++] = ip;
-        const uw_rule_t *rule = rule_for(c, ip);
+        if (!rule)
+            rule = rule_for(c, ip);
         if (rule->kind != RULE_STEP) {
             if (rule->kind != RULE_END)
                 return -1;
@@ -683,6 +707,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
         if (step_over(rule, hi, &ip, &sp, &rbp, &ra_at, &rbp_at) != 0)
             return -1;
         f->cfa_rbp[i] = rule->cfa_rbp;
+        f->how[i] = rule->how;
         f->rbp_at[i] = (const uint64_t *)rbp_at;
         f->rbpv[i] = rbp;
         f->ra_at[i] = (const uint64_t *)ra_at;
