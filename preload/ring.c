@@ -148,6 +148,8 @@ static struct {
     char pad[64 - 2 * sizeof(uint32_t)];
 } room;
 
+#define ROOM_NAP_NS 250000000ull /* the longest sleep before looking again */
+
 void mt__ring_room_made(void)
 {
     atomic_fetch_add(&room.drained, 1);
@@ -162,23 +164,29 @@ mt_ring_event_t *mt__ring_reserve_slow(mt_ring_t *r)
     if (MT_UNLIKELY(h - r->cached_tail >= cap)) {
         r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
         if (h - r->cached_tail >= cap) {
-            uint64_t start = mt__os_now_ns();
+            uint64_t start = mt__os_now_ns(), limit = (uint64_t)mt__config.ring_wait_ms * 1000000ull;
             bool full = true;
+            mt__writer_wake(); /* also when the event is dropped at once (MEMTRACK_RING_WAIT_MS=0) */
             /* Counted before tail is read again: either that read sees the
              * writer's drain, or the writer sees the count and wakes. */
             atomic_fetch_add(&room.waiters, 1);
-            while (atomic_load_explicit(&mt__state, memory_order_relaxed) == MT_STATE_ACTIVE &&
-                   !mt__writer_is_self() &&
-                   mt__os_now_ns() - start <= (uint64_t)mt__config.ring_wait_ms * 1000000ull) {
+            for (;;) {
                 uint32_t d = atomic_load(&room.drained);
                 r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
                 if (h - r->cached_tail < cap) {
                     full = false;
                     break;
                 }
-                mt__writer_wake();
-                struct timespec ts = {0, 1000000};
+                uint64_t waited = mt__os_now_ns() - start;
+                if (atomic_load_explicit(&mt__state, memory_order_relaxed) != MT_STATE_ACTIVE ||
+                    mt__writer_is_self() || waited >= limit)
+                    break;
+                /* The writer wakes this sleep; its timeout only bounds a
+                 * writer that stopped, or the state changing. */
+                uint64_t nap = limit - waited < ROOM_NAP_NS ? limit - waited : ROOM_NAP_NS;
+                struct timespec ts = {(time_t)(nap / 1000000000ull), (long)(nap % 1000000000ull)};
                 syscall(SYS_futex, &room.drained, FUTEX_WAIT_PRIVATE, d, &ts, NULL, 0);
+                mt__writer_wake();
             }
             atomic_fetch_sub(&room.waiters, 1);
             if (full)
