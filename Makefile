@@ -99,7 +99,21 @@ $(BUILD)/targets/%: tests/targets/%.cc
 -include tests/targets/targets.mk
 
 targets: $(TARGET_BIN)
-tests: $(TEST_BIN) targets
+tests: $(TEST_BIN) targets $(BUILD)/verify/libmemtrack.so
+
+# The unwinder's test build: every walk is compared with libunwind's
+# (MT_UNWIND_VERIFY, preload/unwind.c); test_unwind preloads it.
+VERIFY_OBJ := $(PRELOAD_SRC:%.c=$(BUILD)/obj-verify/%.o)
+$(BUILD)/obj-verify/preload/%.o: preload/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $< (verify)")
+	$(Q)$(CC) $(MT_CPPFLAGS) -DMT_UNWIND_VERIFY $(MT_PRELOAD_CFLAGS) $(CFLAGS) -c $< -o $@
+$(BUILD)/verify/libmemtrack.so: $(VERIFY_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-z,now -Wl,--version-script=preload/exports.map $(LDFLAGS) \
+		-o $@ $(VERIFY_OBJ) $(MT_PRELOAD_LIBS)
+-include $(VERIFY_OBJ:.o=.d)
 
 # ---- Record tests: the plugin target and the ring unit test (begin) ----
 # libmtplugin.so is the shared library plugin_host dlopens. test_ring links
@@ -217,7 +231,7 @@ MT_SAN_ENV_tsan := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 .PHONY: fuzz fuzzers san-unit-tests
 san-unit-tests: $(CLI) $(MT_SAN_UNIT_BIN)
 
-asan ubsan tsan: all targets
+asan ubsan tsan: all targets $(BUILD)/verify/libmemtrack.so
 	$(Q)$(MAKE) --no-print-directory BUILD=build-$@ CFLAGS="-O1 -g $(MT_SAN_$@)" \
 		LDFLAGS="$(MT_SAN_$@)" san-unit-tests
 	$(Q)MEMTRACK_TEST_BUILD=$(abspath $(BUILD)) $(MT_SAN_ENV_$@) tools/run-tests build-$@

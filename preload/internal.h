@@ -354,6 +354,10 @@ MT_HIDDEN const uint64_t *mt__unwind_other(uint64_t *buf, uint32_t max, uint32_t
  * on the current stack (a hook's, read from its frame pointer): the
  * default walker starts there instead of stepping over the library's
  * frames up to it. */
+#ifdef MT_UNWIND_VERIFY
+MT_HIDDEN void mt__unwind_verify(const uint64_t *frames, uint32_t n, uint64_t fold, uint32_t max);
+#endif
+
 static inline const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *count, uint64_t *fold,
                                          const mt_unwind_from_t *from)
 {
@@ -363,6 +367,9 @@ static inline const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *
         if (MT_LIKELY(r >= 0)) {
             *count = (uint32_t)r;
             *fold = folds ? folds[0] : 0;
+#ifdef MT_UNWIND_VERIFY
+            mt__unwind_verify(frames, *count, *fold, max);
+#endif
             return frames;
         }
     }

@@ -33,6 +33,16 @@
 
 static uintptr_t self_lo, self_hi;
 
+#ifdef MT_UNWIND_VERIFY
+#include <stdio.h>
+#include <unistd.h>
+/* The test build's counts (see mt__unwind_verify). */
+static _Atomic uint64_t verify_walks, verify_unlike, verify_same_place, verify_in_place;
+#define VERIFY_COUNT(c) atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
+#else
+#define VERIFY_COUNT(c) ((void)0)
+#endif
+
 /* Bumped when a module is unloaded: every cached rule may be stale. */
 static _Atomic uint32_t rule_generation = 1;
 
@@ -670,6 +680,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
             if (from == k && (s->end != SEEN_TRUNC || n + (SEEN_MAX - k) >= max)) {
                 uint32_t m = SEEN_MAX - k < max - n ? SEEN_MAX - k : max - n;
                 if (!same) {
+                    VERIFY_COUNT(verify_same_place);
                     s->ip[k] = ip;
                     s->fold[k] = mt__stack_fold(s->fold[k + 1], ip);
                 }
@@ -677,6 +688,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
                     /* Remembered whole: the stack is the remembered one's
                      * outer part below this walk's fresh frames, in place. */
                     remember(s, f, frames, n, k, 0);
+                    VERIFY_COUNT(verify_in_place);
                     *out = &s->ip[s->start];
                     *folds = &s->fold[s->start];
                     return (int)(n + m);
@@ -753,3 +765,47 @@ const uint64_t *mt__unwind_other(uint64_t *buf, uint32_t max, uint32_t *count, u
     return buf + skip;
 }
 
+
+#ifdef MT_UNWIND_VERIFY
+/* Test builds only (the verify library `make tests` builds): every stack
+ * the cached walk gave is walked again by libunwind and compared frame by
+ * frame, and its fold recomputed from its frames. The counts go to stderr
+ * at exit; the first stack unlike libunwind's is printed whole. */
+void mt__unwind_verify(const uint64_t *frames, uint32_t n, uint64_t fold, uint32_t max)
+{
+    uint64_t buf[MT_UNWIND_BUF], want_fold;
+    uint32_t m;
+    const uint64_t *want = mt__unwind_other(buf, max, &m, &want_fold);
+    bool unlike = m != n;
+    for (uint32_t i = 0; !unlike && i < n; i++)
+        unlike = want[i] != frames[i];
+    if (!unlike && fold) {
+        want_fold = MT_STACK_FOLD_SEED;
+        for (uint32_t i = n; i-- > 0;)
+            want_fold = mt__stack_fold(want_fold, frames[i]);
+        unlike = want_fold != fold;
+    }
+    VERIFY_COUNT(verify_walks);
+    if (!unlike || atomic_fetch_add(&verify_unlike, 1))
+        return;
+    char line[128];
+    int len = snprintf(line, sizeof line, "memtrack: unwind verify: unlike libunwind, %u frames against %u%s\n", n,
+                       m, fold ? " (or its fold)" : "");
+    (void)!write(2, line, (size_t)len);
+    for (uint32_t i = 0; i < n || i < m; i++) {
+        len = snprintf(line, sizeof line, "  %3u %16llx %16llx\n", i, i < n ? (unsigned long long)frames[i] : 0ull,
+                       i < m ? (unsigned long long)want[i] : 0ull);
+        (void)!write(2, line, (size_t)len);
+    }
+}
+
+static __attribute__((destructor)) void verify_report(void)
+{
+    char line[200];
+    int len = snprintf(line, sizeof line,
+                       "memtrack: unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu unlike libunwind\n",
+                       (unsigned long long)verify_walks, (unsigned long long)verify_same_place,
+                       (unsigned long long)verify_in_place, (unsigned long long)verify_unlike);
+    (void)!write(2, line, (size_t)len);
+}
+#endif

@@ -7,7 +7,10 @@
  * each frame written as module name + offset from the module's load bias (so
  * that address-space randomization does not matter): deep recursions, C++
  * new, a dlopen'ed and dlclosed plugin, many threads, and stacks whose
- * outer part the unwinder takes over from its previous walk.
+ * outer part the unwinder takes over from its previous walk. Other tests
+ * run targets under the unwinder's verify build (build/verify/, preload/
+ * unwind.c's MT_UNWIND_VERIFY), which compares every walk with libunwind's
+ * frame by frame: in order, per event, at several recorded depths.
  */
 #include <criterion/criterion.h>
 
@@ -129,4 +132,62 @@ Test(unwind, many_threads_have_the_same_stacks_as_with_libunwind, .timeout = 30)
 Test(unwind, reused_outer_frames_give_the_same_stacks_as_with_libunwind, .timeout = 30)
 {
     expect_same_stacks("reuse_stack");
+}
+
+/* ---- every walk against libunwind (the verify build) ---- */
+
+typedef struct verify_counts {
+    unsigned long long walks, same_place, in_place, unlike;
+} verify_counts_t;
+
+/* Runs target (with up to two arguments) preloading the verify build and
+ * returns the counts it printed at exit. */
+static verify_counts_t verify_run(const char *target, const char *depth, const char *arg1, const char *arg2)
+{
+    char lib[4200];
+    snprintf(lib, sizeof lib, "LD_PRELOAD=%s/verify/libmemtrack.so", mt_e2e_build_dir());
+    const char *env[] = {lib, depth, NULL};
+    mt_e2e_opts_t o = {.capture_stdout = true, .capture_stderr = true, .env = env, .timeout_s = 120};
+    mt_e2e_run_t run;
+    cr_assert_eq(mt_e2e_run_target(&run, &o, target, arg1, arg2, NULL), 0, "cannot run %s", target);
+    char *err = mt_e2e_read_file(run.stderr_path, NULL);
+    cr_assert(err, "%s: no stderr", target);
+    cr_assert_eq(run.exit_code, 0, "%s failed with %s: %s", target, depth, err);
+    verify_counts_t c = {0};
+    const char *line = strstr(err, " walks, ");
+    while (line > err && line[-1] != '\n')
+        line--;
+    cr_assert(line && sscanf(line, "memtrack: unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu unlike",
+                             &c.walks, &c.same_place, &c.in_place, &c.unlike) == 4,
+              "%s: no counts from the verify build: %s", target, err);
+    cr_expect_eq(c.unlike, 0, "%s with %s: walks unlike libunwind's:\n%.3000s", target, depth, err);
+    free(err);
+    mt_e2e_run_free(&run);
+    return c;
+}
+
+/* Frames with and without frame pointers, alloca, one function calling from
+ * several sites with the same rule, recursion across the recorded depth,
+ * three threads: every walk, at depths from 3 to 256, is libunwind's, and
+ * the shortcuts the walk takes (a remembered walk's outer part handed over
+ * in place, a join at a frame at the remembered place) are all taken. */
+Test(unwind, every_walk_through_mixed_frames_is_libunwinds, .timeout = 240)
+{
+    const char *depths[] = {"MEMTRACK_DEPTH=3", "MEMTRACK_DEPTH=20", "MEMTRACK_DEPTH=64", "MEMTRACK_DEPTH=256"};
+    for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++) {
+        verify_counts_t c = verify_run("unwind_stress", depths[i], "2", "20000");
+        cr_expect_geq(c.walks, 60000, "%s: %llu walks checked of 60,000 allocations", depths[i], c.walks);
+        cr_expect_gt(c.same_place, 0, "%s: no join at a frame at the remembered place", depths[i]);
+        cr_expect_gt(c.in_place, 0, "%s: no stack handed over in place", depths[i]);
+    }
+}
+
+/* The targets the stack-set tests above record, walk by walk. */
+Test(unwind, every_walk_of_the_recording_targets_is_libunwinds, .timeout = 240)
+{
+    const char *targets[] = {"deep_stack", "reuse_stack", "record_cxx", "record_entry", "plugin_host", "thread_churn"};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        verify_counts_t c = verify_run(targets[i], "MEMTRACK_DEPTH=64", NULL, NULL);
+        cr_expect_gt(c.walks, 0, "%s: no walk checked", targets[i]);
+    }
 }
