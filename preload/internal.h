@@ -348,12 +348,11 @@ MT_HIDDEN const uint64_t *mt__unwind_other(uint64_t *buf, uint32_t max, uint32_t
  * memory of the thread's last stack (valid until the thread's next walk):
  * up to max return addresses, innermost first, starting at the caller of
  * the allocation function (the library's own frames are left out); their
- * count goes to
- * *count, their fold (see mt__stack_fold) to *fold when the walk knew it
- * without extra work, else 0. from, when not NULL, is the state of a frame
- * on the current stack (a hook's, read from its frame pointer): the
- * default walker starts there instead of stepping over the library's
- * frames up to it. */
+ * count goes to *count, their fold (see mt__stack_fold) to *fold when the
+ * walk knew it without extra work, else 0. from, when not NULL, is the
+ * state of a frame on the current stack (a hook's, read from its frame
+ * pointer): the default walker starts there instead of stepping over the
+ * library's frames up to it. */
 #ifdef MT_UNWIND_VERIFY
 MT_HIDDEN void mt__unwind_verify(const uint64_t *frames, uint32_t n, uint64_t fold, uint32_t max);
 #endif

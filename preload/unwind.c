@@ -35,7 +35,6 @@ static uintptr_t self_lo, self_hi;
 
 #ifdef MT_UNWIND_VERIFY
 #include <stdio.h>
-#include <unistd.h>
 /* The test build's counts (see mt__unwind_verify). */
 static _Atomic uint64_t verify_walks, verify_unlike, verify_same_place, verify_in_place;
 #define VERIFY_COUNT(c) atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
@@ -168,8 +167,8 @@ typedef struct uw_seen {
 typedef struct uw_fresh {
     uint64_t sp[SEEN_MAX], rbp[SEEN_MAX];
     const uint64_t *ra_at[SEEN_MAX], *rbp_at[SEEN_MAX];
-    uint64_t ra[SEEN_MAX], rbpv[SEEN_MAX], how[SEEN_MAX];
-    uint8_t cfa_rbp[SEEN_MAX];
+    uint64_t ra[SEEN_MAX], rbpv[SEEN_MAX];
+    uint64_t how[SEEN_MAX]; /* the frame's rule (uw_rule_t.how), 0 when not stepped over */
 } uw_fresh_t;
 
 typedef struct uw_cache {
@@ -550,7 +549,7 @@ static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, 
             if (f->rbp_at[i] && needs)
                 s->chk[--c] = (uw_check_t){f->rbp_at[i], f->rbpv[i]};
             s->chk[--c] = (uw_check_t){f->ra_at[i], f->ra[i]};
-            needs = f->cfa_rbp[i] | (needs & !f->rbp_at[i]);
+            needs = (uw_rule_t){.how = f->how[i]}.cfa_rbp | (needs & !f->rbp_at[i]);
         } else {
             needs = 0; /* not stepped over: the rule says it is the outermost frame */
         }
@@ -561,7 +560,7 @@ static void remember(uw_seen_t *s, const uw_fresh_t *f, const uint64_t *frames, 
         s->fold[d] = fold;
         s->first_chk[d] = (uint16_t)c;
         s->needs_rbp[d] = (uint8_t)needs;
-        s->how[d] = f->ra_at[i] ? f->how[i] : 0;
+        s->how[d] = f->how[i];
     }
     s->start = start;
     if (join == SEEN_MAX)
@@ -713,12 +712,12 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
             if (rule->kind != RULE_END)
                 return -1;
             f->ra_at[i] = NULL;
+            f->how[i] = 0;
             end = SEEN_END;
             break;
         }
         if (step_over(rule, hi, &ip, &sp, &rbp, &ra_at, &rbp_at) != 0)
             return -1;
-        f->cfa_rbp[i] = rule->cfa_rbp;
         f->how[i] = rule->how;
         f->rbp_at[i] = (const uint64_t *)rbp_at;
         f->rbpv[i] = rbp;
@@ -765,7 +764,6 @@ const uint64_t *mt__unwind_other(uint64_t *buf, uint32_t max, uint32_t *count, u
     return buf + skip;
 }
 
-
 #ifdef MT_UNWIND_VERIFY
 /* Test builds only (the verify library `make tests` builds): every stack
  * the cached walk gave is walked again by libunwind and compared frame by
@@ -789,23 +787,22 @@ void mt__unwind_verify(const uint64_t *frames, uint32_t n, uint64_t fold, uint32
     if (!unlike || atomic_fetch_add(&verify_unlike, 1))
         return;
     char line[128];
-    int len = snprintf(line, sizeof line, "memtrack: unwind verify: unlike libunwind, %u frames against %u%s\n", n,
-                       m, fold ? " (or its fold)" : "");
-    (void)!write(2, line, (size_t)len);
+    snprintf(line, sizeof line, "unwind verify: unlike libunwind, %u frames against %u%s", n, m,
+             fold ? " (or its fold)" : "");
+    mt__say(line);
     for (uint32_t i = 0; i < n || i < m; i++) {
-        len = snprintf(line, sizeof line, "  %3u %16llx %16llx\n", i, i < n ? (unsigned long long)frames[i] : 0ull,
-                       i < m ? (unsigned long long)want[i] : 0ull);
-        (void)!write(2, line, (size_t)len);
+        snprintf(line, sizeof line, "  %3u %16llx %16llx", i, i < n ? (unsigned long long)frames[i] : 0ull,
+                 i < m ? (unsigned long long)want[i] : 0ull);
+        mt__say(line);
     }
 }
 
 static __attribute__((destructor)) void verify_report(void)
 {
     char line[200];
-    int len = snprintf(line, sizeof line,
-                       "memtrack: unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu unlike libunwind\n",
-                       (unsigned long long)verify_walks, (unsigned long long)verify_same_place,
-                       (unsigned long long)verify_in_place, (unsigned long long)verify_unlike);
-    (void)!write(2, line, (size_t)len);
+    snprintf(line, sizeof line, "unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu unlike libunwind",
+             (unsigned long long)verify_walks, (unsigned long long)verify_same_place,
+             (unsigned long long)verify_in_place, (unsigned long long)verify_unlike);
+    mt__say(line);
 }
 #endif
