@@ -240,11 +240,16 @@ static inline __attribute__((always_inline)) void record_alloc(unsigned op, cons
      * rbp it saved, where the walk can start. */
     const uintptr_t *fa = __builtin_frame_address(0);
     const mt_unwind_from_t from = {fa[1], (uintptr_t)(fa + 2), fa[0]};
-    const uint64_t *frames = mt__unwind(buf, mt__config.depth, &n, &fold, &from);
-    uint32_t id = mt__ring_intern_folded(r, frames, n, atomic_load_explicit(&mt__epoch, memory_order_relaxed), fold);
-    if (MT_UNLIKELY(id == UINT32_MAX)) {
-        atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
-        return;
+    const uint64_t epoch = atomic_load_explicit(&mt__epoch, memory_order_relaxed);
+    uint32_t id = mt__unwind_known(r, &from, epoch);
+    if (id == UINT32_MAX) {
+        const uint64_t *frames = mt__unwind(buf, mt__config.depth, &n, &fold, &from);
+        id = mt__ring_intern_folded(r, frames, n, epoch, fold);
+        if (MT_UNLIKELY(id == UINT32_MAX)) {
+            atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+            return;
+        }
+        mt__unwind_learn(r, &from, epoch, id);
     }
     mt_ring_event_t *slot = mt__ring_reserve(r);
     if (MT_LIKELY(slot != NULL))

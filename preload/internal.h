@@ -375,6 +375,17 @@ static inline const uint64_t *mt__unwind(uint64_t *buf, uint32_t max, uint32_t *
     return mt__unwind_other(buf, max, count, fold);
 }
 
+/* The stack id of the walk that would start from `from` when the thread
+ * walked from there before and every stack word that walk read still holds
+ * what it held (the default walk only); UINT32_MAX otherwise. epoch is
+ * mt__epoch, which the id must have been interned in. */
+MT_HIDDEN uint32_t mt__unwind_known(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t epoch);
+
+/* After mt__unwind from `from` and interning its stack as id: lets
+ * mt__unwind_known find it next time (when the walk was the default one
+ * and kept all it read). */
+MT_HIDDEN void mt__unwind_learn(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t epoch, uint32_t id);
+
 /* Drops cached unwind information (after dlclose). */
 MT_HIDDEN void mt__unwind_flush(void);
 

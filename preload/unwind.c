@@ -10,11 +10,14 @@
  * .eh_frame_hdr search table). Once a walk reaches a frame the previous walk
  * passed through (or one at the same place that steps alike) and the stack
  * words that walk read from there outwards are unchanged, the rest is
- * copied from it (see mt__cfi_walk). Every load is checked against the
- * thread's stack bounds, and whatever the walk cannot handle exactly (a
- * signal frame, a CFA expression, code without unwind information, a stack
- * outside the thread's known stack) falls back to libunwind's unw_backtrace
- * for that stack, so the recorded frames are the same either way.
+ * copied from it (see mt__cfi_walk). A walk that would start where a kept
+ * earlier walk started, over words that still hold, is not made at all:
+ * its interned stack id is known (mt__unwind_known). Every load is checked
+ * against the thread's stack bounds, and whatever the walk cannot handle
+ * exactly (a signal frame, a CFA expression, code without unwind
+ * information, a stack outside the thread's known stack) falls back to
+ * libunwind's unw_backtrace for that stack, so the recorded frames are the
+ * same either way.
  * MEMTRACK_UNWIND=fp walks frame pointers, for programs built with
  * -fno-omit-frame-pointer. Frames inside libmemtrack.so itself are dropped,
  * so the first recorded frame is always the return address into the code
@@ -36,7 +39,7 @@ static uintptr_t self_lo, self_hi;
 #ifdef MT_UNWIND_VERIFY
 #include <stdio.h>
 /* The test build's counts (see mt__unwind_verify). */
-static _Atomic uint64_t verify_walks, verify_unlike, verify_same_place, verify_in_place;
+static _Atomic uint64_t verify_walks, verify_unlike, verify_same_place, verify_in_place, verify_known;
 #define VERIFY_COUNT(c) atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
 #else
 #define VERIFY_COUNT(c) ((void)0)
@@ -171,10 +174,35 @@ typedef struct uw_fresh {
     uint64_t how[SEEN_MAX]; /* the frame's rule (uw_rule_t.how), 0 when not stepped over */
 } uw_fresh_t;
 
+/* Whole walks the thread made, each keyed by the state it started from
+ * (the allocating function's return address, stack pointer and, when the
+ * walk depended on it, rbp), with every stack word it read and the id its
+ * stack was interned as. A walk from the same state over words that still
+ * hold what they held is that walk again (the argument of mt__cfi_walk's
+ * join, made at the first frame), so its stack id is known without walking
+ * or interning: mt__unwind_known. Programs mostly allocate from a few call
+ * paths in turn: sqlite from two that alternate and share no inner frame,
+ * python from about sixteen. Two ways per set, the one used last kept. */
+#define KNOWN_SETS 64u
+#define KNOWN_WAYS 2u
+#define KNOWN_CHK 60u /* words a known walk may have read: deeper walks are not kept */
+
+typedef struct uw_known {
+    uint64_t ip, sp, rbp; /* ip 0: empty */
+    uint64_t epoch;       /* mt__epoch when its stack was interned */
+    uint32_t id;          /* the ring's stack id */
+    uint16_t nchk;
+    uint8_t needs_rbp;
+    uw_check_t chk[KNOWN_CHK]; /* innermost first: a changed word is mostly there */
+} uw_known_t;
+
 typedef struct uw_cache {
     uint32_t generation;
+    bool walked;        /* the last walk was this one's and lies whole in seen */
     uw_seen_t seen;
     uw_fresh_t fresh;
+    uint8_t known_last[KNOWN_SETS]; /* the way of each set used last */
+    uw_known_t known[KNOWN_SETS][KNOWN_WAYS];
     uw_rule_t rules[RULE_SLOTS];
 } uw_cache_t;
 
@@ -481,6 +509,14 @@ static void seen_forget(uw_seen_t *s)
     s->sp[SEEN_MAX] = UINTPTR_MAX; /* ends the search for a remembered frame */
 }
 
+/* Forgets every known walk. */
+static void known_forget(uw_cache_t *c)
+{
+    for (uint32_t i = 0; i < KNOWN_SETS; i++)
+        for (uint32_t w = 0; w < KNOWN_WAYS; w++)
+            c->known[i][w].ip = 0;
+}
+
 static uw_cache_t *cache_get(mt_ring_t *r)
 {
     uw_cache_t *c = r->uw_cache;
@@ -495,6 +531,7 @@ static uw_cache_t *cache_get(mt_ring_t *r)
     } else if (MT_UNLIKELY(c->generation != gen)) {
         memset(c->rules, 0, sizeof c->rules);
         seen_forget(&c->seen); /* its steps followed rules that may be stale */
+        known_forget(c);
         c->generation = gen;
     }
     return c;
@@ -645,6 +682,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
     }
     uint32_t n = 0, end;
     *folds = NULL;
+    c->walked = false;
     if (sp < lo || sp >= hi)
         return -1;
     uintptr_t ra_at, rbp_at;
@@ -658,6 +696,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
     uw_fresh_t *f = &c->fresh;
     if (MT_UNLIKELY(s->lo != lo || s->hi != hi)) {
         seen_forget(s);
+        known_forget(c); /* their words may lie outside this thread's stack */
         s->lo = lo;
         s->hi = hi;
     }
@@ -687,6 +726,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
                     /* Remembered whole: the stack is the remembered one's
                      * outer part below this walk's fresh frames, in place. */
                     remember(s, f, frames, n, k, 0);
+                    c->walked = true;
                     VERIFY_COUNT(verify_in_place);
                     *out = &s->ip[s->start];
                     *folds = &s->fold[s->start];
@@ -694,6 +734,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
                 }
                 memcpy(frames + n, &s->ip[k], m * sizeof *frames);
                 remember(s, f, frames, n, k, 0);
+                c->walked = true;
                 return (int)(n + m);
             }
             ok = k = from;
@@ -731,9 +772,103 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
     remember(s, f, frames, n, SEEN_MAX, end);
     if (s->start == SEEN_MAX - n)
         *folds = &s->fold[s->start];
+    c->walked = true;
     return (int)n;
 }
+
+static inline uw_known_t *known_set(uw_cache_t *c, uint64_t ip, uint64_t sp, uint32_t *set)
+{
+    /* Middle bits of the product: its top bits barely move between call
+     * sites 144 bytes apart (a Fibonacci number, against the golden ratio). */
+    *set = (uint32_t)(((ip ^ (sp << 20)) * 0x9E3779B97F4A7C15ull) >> 40) & (KNOWN_SETS - 1);
+    return c->known[*set];
+}
+
+/* Whether every word a known walk read still holds what it held. */
+static inline bool known_holds(const uw_known_t *e)
+{
+    const uw_check_t *ck = e->chk, *end = e->chk + e->nchk;
+    for (; end - ck >= 4; ck += 4)
+        if ((*ck[0].at ^ ck[0].val) | (*ck[1].at ^ ck[1].val) | (*ck[2].at ^ ck[2].val) | (*ck[3].at ^ ck[3].val))
+            return false;
+    for (; ck != end; ck++)
+        if (*ck->at != ck->val)
+            return false;
+    return true;
+}
+
+uint32_t mt__unwind_known(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t epoch)
+{
+    const mt_tls_t *t = &mt__tls;
+    uw_cache_t *c = r->uw_cache;
+    if (MT_UNLIKELY(!c || c->generation != atomic_load_explicit(&rule_generation, memory_order_acquire) ||
+                    c->seen.lo != t->stack_lo || c->seen.hi != t->stack_hi))
+        return UINT32_MAX; /* the walk sees to it */
+    uint32_t set;
+    uw_known_t *way = known_set(c, from->ip, from->sp, &set);
+    for (uint32_t w = 0; w < KNOWN_WAYS; w++) {
+        uw_known_t *e = &way[w];
+        if (e->ip == from->ip && e->sp == from->sp && (!e->needs_rbp || e->rbp == from->rbp) &&
+            e->epoch == epoch && known_holds(e)) {
+            c->known_last[set] = (uint8_t)w;
+            c->walked = false;
+#ifdef MT_UNWIND_VERIFY
+            const mt_stack_entry_t *st = mt__ring_stack(r, e->id);
+            VERIFY_COUNT(verify_known);
+            mt__unwind_verify(st->frames, st->depth, 0, mt__config.depth);
+#endif
+            return e->id;
+        }
+    }
+    return UINT32_MAX;
+}
+
+void mt__unwind_learn(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t epoch, uint32_t id)
+{
+    uw_cache_t *c = r->uw_cache;
+    if (!c || !c->walked)
+        return;
+    const uw_seen_t *s = &c->seen;
+    uint32_t st = s->start;
+    /* A remembered rbp is only kept up to date where the walk depends on it. */
+    if (st >= SEEN_MAX || s->ip[st] != from->ip || s->sp[st] != from->sp ||
+        (s->needs_rbp[st] && s->rbp[st] != from->rbp) ||
+        CHK_MAX - (uint32_t)s->first_chk[st] > KNOWN_CHK)
+        return;
+    /* The way used longer ago, even when the other holds the same start:
+     * the same call site is often reached from two paths. */
+    uint32_t set;
+    uw_known_t *way = known_set(c, from->ip, from->sp, &set);
+    uint32_t w = (c->known_last[set] + 1) % KNOWN_WAYS;
+    uw_known_t *e = &way[w];
+    e->ip = from->ip;
+    e->sp = from->sp;
+    e->rbp = from->rbp;
+    e->needs_rbp = s->needs_rbp[st];
+    e->epoch = epoch;
+    e->id = id;
+    e->nchk = (uint16_t)(CHK_MAX - (uint32_t)s->first_chk[st]);
+    memcpy(e->chk, &s->chk[s->first_chk[st]], e->nchk * sizeof *e->chk);
+    c->known_last[set] = (uint8_t)w;
+    c->walked = false;
+}
 #else
+uint32_t mt__unwind_known(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t epoch)
+{
+    (void)r;
+    (void)from;
+    (void)epoch;
+    return UINT32_MAX;
+}
+
+void mt__unwind_learn(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t epoch, uint32_t id)
+{
+    (void)r;
+    (void)from;
+    (void)epoch;
+    (void)id;
+}
+
 int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uint64_t **folds,
                  const mt_unwind_from_t *start)
 {
@@ -800,9 +935,11 @@ void mt__unwind_verify(const uint64_t *frames, uint32_t n, uint64_t fold, uint32
 static __attribute__((destructor)) void verify_report(void)
 {
     char line[200];
-    snprintf(line, sizeof line, "unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu unlike libunwind",
+    snprintf(line, sizeof line,
+             "unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu known, %llu unlike libunwind",
              (unsigned long long)verify_walks, (unsigned long long)verify_same_place,
-             (unsigned long long)verify_in_place, (unsigned long long)verify_unlike);
+             (unsigned long long)verify_in_place, (unsigned long long)verify_known,
+             (unsigned long long)verify_unlike);
     mt__say(line);
 }
 #endif

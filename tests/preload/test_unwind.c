@@ -137,7 +137,7 @@ Test(unwind, reused_outer_frames_give_the_same_stacks_as_with_libunwind, .timeou
 /* ---- every walk against libunwind (the verify build) ---- */
 
 typedef struct verify_counts {
-    unsigned long long walks, same_place, in_place, unlike;
+    unsigned long long walks, same_place, in_place, known, unlike;
 } verify_counts_t;
 
 /* Runs target (with up to two arguments) preloading the verify build and
@@ -157,8 +157,8 @@ static verify_counts_t verify_run(const char *target, const char *depth, const c
     const char *line = strstr(err, " walks, ");
     while (line > err && line[-1] != '\n')
         line--;
-    cr_assert(line && sscanf(line, "memtrack: unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu unlike",
-                             &c.walks, &c.same_place, &c.in_place, &c.unlike) == 4,
+    cr_assert(line && sscanf(line, "memtrack: unwind verify: %llu walks, %llu same-place joins, %llu in place, %llu known, %llu unlike",
+                             &c.walks, &c.same_place, &c.in_place, &c.known, &c.unlike) == 5,
               "%s: no counts from the verify build: %s", target, err);
     cr_expect_eq(c.unlike, 0, "%s with %s: walks unlike libunwind's:\n%.3000s", target, depth, err);
     free(err);
@@ -170,7 +170,8 @@ static verify_counts_t verify_run(const char *target, const char *depth, const c
  * several sites with the same rule, recursion across the recorded depth,
  * three threads: every walk, at depths from 3 to 256, is libunwind's, and
  * the shortcuts the walk takes (a remembered walk's outer part handed over
- * in place, a join at a frame at the remembered place) are all taken. */
+ * in place, a join at a frame at the remembered place, a whole walk known
+ * from an earlier one) are all taken. */
 Test(unwind, every_walk_through_mixed_frames_is_libunwinds, .timeout = 240)
 {
     const char *depths[] = {"MEMTRACK_DEPTH=3", "MEMTRACK_DEPTH=20", "MEMTRACK_DEPTH=64", "MEMTRACK_DEPTH=256"};
@@ -179,6 +180,7 @@ Test(unwind, every_walk_through_mixed_frames_is_libunwinds, .timeout = 240)
         cr_expect_geq(c.walks, 60000, "%s: %llu walks checked of 60,000 allocations", depths[i], c.walks);
         cr_expect_gt(c.same_place, 0, "%s: no join at a frame at the remembered place", depths[i]);
         cr_expect_gt(c.in_place, 0, "%s: no stack handed over in place", depths[i]);
+        cr_expect_gt(c.known, 0, "%s: no walk known from an earlier one", depths[i]);
     }
 }
 

@@ -9,8 +9,11 @@
  * below, whatever the target's flags), some with alloca (a CFA based on
  * rbp), and through one function that calls the allocating functions from
  * several sites with the same unwind rule, so that consecutive walks part
- * at frames with the same stack pointer and another return address. Blocks
- * are kept in a window of 64 and freed at random. test_unwind runs it under
+ * at frames with the same stack pointer and another return address. Some
+ * allocations start at one place and stack pointer with a different rbp
+ * and depth, and the loop runs in turns from two call sites, so that walks
+ * from one start differ only in rbp or in outer words. Blocks are kept in
+ * a window of 64 and freed at random. test_unwind runs it under
  * the unwinder's verify build, which compares every walk with libunwind's.
  */
 #include <alloca.h>
@@ -137,9 +140,53 @@ FP static void *down_fp(int d, unsigned w, size_t n)
     return p;
 }
 
+/* Allocations from one place in same_sp_leaf at one stack pointer, with
+ * same_sp_down 0, 1 or 2 times between it and the caller: the alloca
+ * shrinks by a frame for each frame added, so only rbp (the leaf's CFA
+ * is based on it) tells these walks apart. The frames call on through one
+ * pointer, from one call site, so that even the words a deeper walk reads
+ * where a shallower one's frames were hold what they held. */
+typedef void *(*same_sp_fn)(int d, size_t pad, size_t n);
+static __thread uintptr_t same_sp_leaf_frame; /* the last leaf's frame address */
+
+FP static void *same_sp_leaf(int d, size_t pad, size_t n)
+{
+    (void)d;
+    char *q = alloca(pad);
+    q[0] = 0;
+    sink += (unsigned)q[0];
+    same_sp_leaf_frame = (uintptr_t)__builtin_frame_address(0);
+    void *p = malloc(n);
+    keep(p);
+    return p;
+}
+
+FP static void *same_sp_down(int d, size_t pad, size_t n)
+{
+    same_sp_fn volatile next = d > 0 ? same_sp_down : same_sp_leaf;
+    void *p = next(d - 1, pad, n);
+    keep(p);
+    return p;
+}
+
+static void *same_sp(int d, size_t n)
+{
+    static __thread uintptr_t frame; /* how far apart two depths' leaf frames are */
+    if (!frame) {
+        free(same_sp_down(0, 16, n));
+        uintptr_t shallow = same_sp_leaf_frame;
+        free(same_sp_down(1, 16, n));
+        frame = shallow - same_sp_leaf_frame;
+        if (frame == 0 || frame > 512)
+            frame = 512; /* unexpected: the test then just allocates */
+    }
+    return same_sp_down(d, 16 + (2 - (size_t)d) * frame, n);
+}
+
 static void run(unsigned iterations)
 {
     void *window[64] = {0};
+    free(leaf_a(16)); /* one path, met again from run's other call site */
     for (unsigned i = 0; i < iterations; i++) {
         unsigned r = next_random();
         int d;
@@ -150,7 +197,11 @@ static void run(unsigned iterations)
         default: d = (int)(next_random() % 3); break;
         }
         size_t n = 16 + r % 64;
-        void *p = (r & 16) ? down_fp(d, next_random(), n) : down_nofp(d, next_random(), n);
+        void *p;
+        if ((r >> 16) % 8 == 0)
+            p = same_sp((int)((r >> 20) % 3), n);
+        else
+            p = (r & 16) ? down_fp(d, next_random(), n) : down_nofp(d, next_random(), n);
         unsigned k = (r >> 8) % 64;
         free(window[k]);
         window[k] = p;
@@ -159,12 +210,28 @@ static void run(unsigned iterations)
         free(window[k]);
 }
 
+/* run in chunks from two call sites by turns: walks from the same inner
+ * state then differ only in their outer words. */
+static void run_by_turns(unsigned iterations)
+{
+    for (unsigned done = 0, k; done < iterations; done += k) {
+        k = iterations - done < 500 ? iterations - done : 500;
+        if ((done / 500) % 2) {
+            run(k);
+            sink += 1;
+        } else {
+            sink += 2;
+            run(k);
+        }
+    }
+}
+
 static unsigned iterations;
 
 static void *thread_main(void *arg)
 {
     rng ^= (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ull;
-    run(iterations);
+    run_by_turns(iterations);
     return NULL;
 }
 
@@ -184,7 +251,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < threads; i++)
         if (pthread_create(&t[i], NULL, thread_main, (void *)(uintptr_t)(i + 1)) != 0)
             return 1;
-    run(iterations);
+    run_by_turns(iterations);
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
     printf("unwind_stress: done\n");
