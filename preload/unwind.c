@@ -806,7 +806,9 @@ uint32_t mt__unwind_known(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t e
         return UINT32_MAX; /* the walk sees to it */
     uint32_t set;
     uw_known_t *way = known_set(c, from->ip, from->sp, &set);
-    for (uint32_t w = 0; w < KNOWN_WAYS; w++) {
+    /* The way used last first: when one start has two walks, mostly the
+     * same one follows (a changed word is often the outermost). */
+    for (uint32_t i = 0, w = c->known_last[set]; i < KNOWN_WAYS; i++, w = (w + 1) % KNOWN_WAYS) {
         uw_known_t *e = &way[w];
         if (e->ip == from->ip && e->sp == from->sp && (!e->needs_rbp || e->rbp == from->rbp) &&
             e->epoch == epoch && known_holds(e)) {
