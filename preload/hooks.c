@@ -2,7 +2,9 @@
  *
  * The only file that defines malloc, free and the rest of the family, C++
  * operator new/delete, jemalloc's *allocx API, dlopen/dlclose (module map),
- * the exec family and _exit (flush first), and the public memtrack_snapshot.
+ * the exec family and _exit (flush first), pthread_getattr_np (which
+ * allocates holding a lock the hooks would take), and the public
+ * memtrack_snapshot.
  * Each hook forwards to the allocator the program would have used without
  * us (the next definition in symbol lookup order: glibc, or jemalloc or
  * tcmalloc when the program links one), then records the call.
@@ -78,6 +80,7 @@ static struct {
     int (*fexecve)(int, char *const[], char *const[]);
     void (*exit_)(int);
     void (*Exit_)(int);
+    int (*pthread_getattr_np)(pthread_t, pthread_attr_t *);
 } real;
 
 /* ---- bootstrap ---- */
@@ -152,6 +155,7 @@ static __attribute__((noinline)) bool resolve_slow(void)
         LOOKUP(execvp);
         LOOKUP(execvpe);
         LOOKUP(fexecve);
+        LOOKUP(pthread_getattr_np);
         real.exit_ = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
         real.Exit_ = (void (*)(int))dlsym(RTLD_NEXT, "_Exit");
         /* Never run without an allocator, whatever dlsym said. */
@@ -712,6 +716,26 @@ MT_EXPORT int dlclose(void *h)
         mt__modules_scan();
         errno = e;
     }
+    return rc;
+}
+
+/* ---- threads ---- */
+
+/* glibc's pthread_getattr_np holds the thread's lock while it allocates
+ * (the main thread's reads /proc/self/maps through stdio). When that is a
+ * thread's first allocation, the hook finds the thread's stack bounds with
+ * pthread_getattr_np too, and would wait for the lock forever: Rust's
+ * runtime and garbage collectors ask for a new thread's stack this way.
+ * Inside this call the hook leaves the bounds for later (mt__stack_bounds):
+ * its stacks go to libunwind meanwhile. */
+MT_EXPORT int pthread_getattr_np(pthread_t th, pthread_attr_t *attr)
+{
+    resolve();
+    if (MT_UNLIKELY(!real.pthread_getattr_np))
+        return ENOSYS;
+    mt__tls.in_getattr++;
+    int rc = real.pthread_getattr_np(th, attr);
+    mt__tls.in_getattr--;
     return rc;
 }
 

@@ -163,7 +163,9 @@ typedef struct mt_tls {
     int busy;             /* inside a hook: nested calls only forward */
     int claim_failed;
     mt_ring_t *ring;
-    uintptr_t stack_lo, stack_hi; /* bounds every unwinder load */
+    uintptr_t stack_lo, stack_hi; /* bounds every unwinder load; 0 until known */
+    int in_getattr;       /* inside pthread_getattr_np (hooks.c) */
+    int bounds_tried;     /* mt__stack_bounds asked glibc */
     uint64_t sample_left; /* sample.c: bytes until this thread's next sample */
     uint64_t sample_rng;  /* sample.c: the thread's PRNG state, 0 until seeded */
 } mt_tls_t;
@@ -272,6 +274,13 @@ MT_HIDDEN uint32_t mt__ring_intern_folded(mt_ring_t *r, const uint64_t *frames, 
 
 /* Returns the entry of ring-local stack id, published by the producer. */
 MT_HIDDEN const mt_stack_entry_t *mt__ring_stack(const mt_ring_t *r, uint32_t id);
+
+/* Finds the calling thread's stack bounds (mt__tls.stack_lo, stack_hi)
+ * once; returns whether they are known. Never from inside the program's
+ * pthread_getattr_np, which allocates holding the thread's lock: asking
+ * glibc again there would wait for that lock forever. The unwinders call
+ * it again until it could ask. */
+MT_HIDDEN bool mt__stack_bounds(void);
 
 /* Marks the calling thread's ring as exited (thread-specific destructor). */
 MT_HIDDEN void mt__ring_release(void *ring);

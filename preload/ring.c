@@ -107,19 +107,27 @@ mt_ring_t *mt__ring_claim(void)
     atomic_store(&r->tid, (uint32_t)syscall(SYS_gettid));
     t->ring = r;
     pthread_setspecific(exit_key, r);
-    {
-        pthread_attr_t attr;
-        void *lo;
-        size_t size;
-        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-            if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
-                t->stack_lo = (uintptr_t)lo;
-                t->stack_hi = (uintptr_t)lo + size;
-            }
-            pthread_attr_destroy(&attr);
-        }
-    }
+    mt__stack_bounds();
     return r;
+}
+
+bool mt__stack_bounds(void)
+{
+    mt_tls_t *t = &mt__tls;
+    if (t->bounds_tried || t->in_getattr)
+        return t->stack_hi != 0;
+    t->bounds_tried = 1;
+    pthread_attr_t attr;
+    void *lo;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
+            t->stack_lo = (uintptr_t)lo;
+            t->stack_hi = (uintptr_t)lo + size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    return t->stack_hi != 0;
 }
 
 void mt__ring_release(void *ring)

@@ -89,7 +89,7 @@ static uint32_t fp_walk(uint64_t *frames, uint32_t max)
     const mt_tls_t *t = &mt__tls;
     uintptr_t *fp = __builtin_frame_address(0);
     uint32_t n = 0;
-    if (!t->stack_hi)
+    if (!t->stack_hi && !mt__stack_bounds())
         return 0;
     while (n < max) {
         if ((uintptr_t)fp < t->stack_lo || (uintptr_t)fp + 2 * sizeof(uintptr_t) > t->stack_hi ||
@@ -665,7 +665,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
                  const mt_unwind_from_t *start)
 {
     mt_tls_t *t = &mt__tls;
-    if (!t->ring || !t->stack_hi)
+    if (!t->ring || (MT_UNLIKELY(!t->stack_hi) && !mt__stack_bounds()))
         return -1;
     uw_cache_t *c = cache_get(t->ring);
     if (!c)

@@ -2,7 +2,8 @@
  *
  * The targets (tests/targets) allocate sizes nothing else allocates, so the
  * numbers checked here are exact: 2000 short-lived threads freeing each
- * other's blocks, fork with and without exec, posix_spawn and system(), a
+ * other's blocks, threads that allocate first inside pthread_getattr_np,
+ * fork with and without exec, posix_spawn and system(), a
  * crash by SIGSEGV, _exit and _Exit, and a Criterion test suite, whose
  * processes must each leave a trace while the suite's exit status stays what
  * it is without memtrack.
@@ -44,10 +45,11 @@ static uint64_t count_of(const mt_e2e_trace_t *tr, unsigned op, uint64_t size)
 
 /* ---- threads ---- */
 
-/* Runs a threaded target that must exit 0 and leave one whole trace, and opens it. */
+/* Runs a threaded target that must exit 0 and leave one whole trace, and
+ * opens it. A target still running after 25 s is stopped (SIGALRM). */
 static void run_threads_target(const char *name, mt_e2e_run_t *run, mt_e2e_trace_t *tr)
 {
-    mt_e2e_opts_t o = {.capture_stdout = true, .capture_stderr = true};
+    mt_e2e_opts_t o = {.capture_stdout = true, .capture_stderr = true, .timeout_s = 25};
     cr_assert_eq(mt_e2e_run_target(run, &o, name, NULL), 0);
     cr_assert_eq(run->exit_code, 0, "%s failed: %s", name, read_or_fail(run->stderr_path));
     cr_assert_eq(run->ntraces, 1);
@@ -91,6 +93,34 @@ Test(processes, frees_made_by_key_destructors_after_the_thread_returned_are_reco
         cr_expect_eq(e->freed, 1, "the free of malloc(%llu) in a key destructor was lost",
                      (unsigned long long)sizes[i]);
         cr_expect_eq(e->freed_elsewhere, 0, "malloc(%llu) was freed by another thread", (unsigned long long)sizes[i]);
+    }
+    mt_e2e_trace_close(&tr);
+    mt_e2e_run_free(&run);
+}
+
+/* A thread whose first allocation is inside pthread_getattr_np (glibc
+ * holds the thread's lock there) must not wait for itself when the hook
+ * looks for the thread's stack. */
+Test(processes, a_threads_first_allocation_inside_pthread_getattr_np_neither_hangs_nor_is_lost, .timeout = 30)
+{
+    mt_e2e_run_t run;
+    mt_e2e_trace_t tr;
+    run_threads_target("getattr_first", &run, &tr);
+    static const struct {
+        uint64_t size, count;
+    } blocks[] = {{1601, 1}, {1602, 2}};
+    for (size_t i = 0; i < 2; i++) {
+        const mt_e2e_size_count_t *e = mt_e2e_size_entry(&tr.tally, MT_OP_MALLOC, blocks[i].size);
+        cr_assert(e, "no malloc(%llu) recorded", (unsigned long long)blocks[i].size);
+        cr_expect_eq(e->count, blocks[i].count);
+        cr_expect_eq(e->freed, blocks[i].count);
+        mt_event_t ev;
+        cr_assert_eq(mt_e2e_find(&tr, MT_OP_MALLOC, blocks[i].size, 0, 0, &ev), 1);
+        const char *path = mt_e2e_frame_module(&tr, &ev, 0);
+        cr_expect(mt_e2e_basename_is(path, "getattr_first"), "malloc(%llu): frame 0 in %s",
+                  (unsigned long long)blocks[i].size, path ? path : "(no module)");
+        cr_expect_geq(mt_e2e_stack_depth(&tr, &ev), 2, "malloc(%llu): stack not walked",
+                      (unsigned long long)blocks[i].size);
     }
     mt_e2e_trace_close(&tr);
     mt_e2e_run_free(&run);
