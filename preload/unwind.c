@@ -198,7 +198,7 @@ typedef struct uw_known {
 
 typedef struct uw_cache {
     uint32_t generation;
-    bool walked;        /* the last walk was this one's and lies whole in seen */
+    bool walked; /* the last mt__cfi_walk succeeded and seen holds it from its first frame */
     uw_seen_t seen;
     uw_fresh_t fresh;
     uint8_t known_last[KNOWN_SETS]; /* the way of each set used last */
@@ -670,6 +670,7 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
     uw_cache_t *c = cache_get(t->ring);
     if (!c)
         return -1;
+    c->walked = false;
     const uintptr_t lo = t->stack_lo, hi = t->stack_hi;
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t ip = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
@@ -682,7 +683,6 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
     }
     uint32_t n = 0, end;
     *folds = NULL;
-    c->walked = false;
     if (sp < lo || sp >= hi)
         return -1;
     uintptr_t ra_at, rbp_at;
@@ -784,14 +784,13 @@ static inline uw_known_t *known_set(uw_cache_t *c, uint64_t ip, uint64_t sp, uin
     return c->known[*set];
 }
 
-/* Whether every word a known walk read still holds what it held. */
+/* Whether every word a known walk read still holds what it held. One at
+ * a time, in the order the walk read them, up to the first that changed:
+ * each word is then one a walk from here would read too, never one beyond
+ * a changed return address (another stack, perhaps no longer mapped). */
 static inline bool known_holds(const uw_known_t *e)
 {
-    const uw_check_t *ck = e->chk, *end = e->chk + e->nchk;
-    for (; end - ck >= 4; ck += 4)
-        if ((*ck[0].at ^ ck[0].val) | (*ck[1].at ^ ck[1].val) | (*ck[2].at ^ ck[2].val) | (*ck[3].at ^ ck[3].val))
-            return false;
-    for (; ck != end; ck++)
+    for (const uw_check_t *ck = e->chk, *end = e->chk + e->nchk; ck != end; ck++)
         if (*ck->at != ck->val)
             return false;
     return true;
@@ -817,6 +816,8 @@ uint32_t mt__unwind_known(mt_ring_t *r, const mt_unwind_from_t *from, uint64_t e
 #ifdef MT_UNWIND_VERIFY
             const mt_stack_entry_t *st = mt__ring_stack(r, e->id);
             VERIFY_COUNT(verify_known);
+            if (st->epoch != epoch && !atomic_fetch_add(&verify_unlike, 1))
+                mt__say("unwind verify: unlike libunwind: a known walk's stack is of another epoch");
             mt__unwind_verify(st->frames, st->depth, 0, mt__config.depth);
 #endif
             return e->id;
