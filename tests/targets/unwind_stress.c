@@ -11,8 +11,9 @@
  * several sites with the same unwind rule, so that consecutive walks part
  * at frames with the same stack pointer and another return address. Some
  * allocations start at one place and stack pointer with a different rbp
- * and depth, and the loop runs in turns from two call sites, so that walks
- * from one start differ only in rbp or in outer words. Blocks are kept in
+ * and depth, some at the same return address with another stack pointer
+ * or the reverse, and the loop runs in turns from two call sites, so that
+ * walks from one start differ only in rbp or in outer words. Blocks are kept in
  * a window of 64 and freed at random. test_unwind runs it under
  * the unwinder's verify build, which compares every walk with libunwind's.
  */
@@ -183,6 +184,37 @@ static void *same_sp(int d, size_t n)
     return same_sp_down(d, 16 + (2 - (size_t)d) * frame, n);
 }
 
+/* Recursion through one call site by pointer, without frame pointers, to
+ * one of two leaves with the same frame: each depth starts at another
+ * stack pointer and both leaves at the same one, over words that all hold
+ * what the other walks read, so that only the start's stack pointer and
+ * return address tell these walks apart. */
+typedef void *(*ptr_fn)(int d, size_t n);
+
+NOFP static void *ptr_leaf_a(int d, size_t n)
+{
+    (void)d;
+    void *p = malloc(n);
+    keep(p);
+    return p;
+}
+
+NOFP static void *ptr_leaf_b(int d, size_t n)
+{
+    (void)d;
+    void *p = malloc(n | 1);
+    keep(p);
+    return p;
+}
+
+NOFP static void *ptr_step(int d, size_t n)
+{
+    ptr_fn volatile next = d > 0 ? ptr_step : (n & 2) ? ptr_leaf_a : ptr_leaf_b;
+    void *p = next(d - 1, n);
+    keep(p);
+    return p;
+}
+
 static void run(unsigned iterations)
 {
     void *window[64] = {0};
@@ -200,6 +232,8 @@ static void run(unsigned iterations)
         void *p;
         if ((r >> 16) % 8 == 0)
             p = same_sp((int)((r >> 20) % 3), n);
+        else if ((r >> 16) % 8 == 1)
+            p = ptr_step((int)((r >> 20) % 40), n);
         else
             p = (r & 16) ? down_fp(d, next_random(), n) : down_nofp(d, next_random(), n);
         unsigned k = (r >> 8) % 64;
