@@ -542,22 +542,16 @@ static uw_cache_t *cache_get(mt_ring_t *r)
 }
 
 /* Checks the words read to step over the remembered frames at positions
- * [p, ok), outermost first. Returns p when all still hold what they held;
- * otherwise the position just outside the outermost frame one of whose
- * words changed (from there outwards everything is unchanged). */
+ * [p, ok) in the order a walk from p would read them, innermost first, up
+ * to the first that changed. Returns p when all still hold what they held;
+ * otherwise the position just outside the frame whose word changed (a walk
+ * from p passes the remembered frames up to that one). No word past a
+ * changed one is read: beyond a changed return address lies another stack,
+ * perhaps no longer mapped. */
 static uint32_t seen_unchanged_from(const uw_seen_t *s, uint32_t p, uint32_t ok)
 {
-    const uw_check_t *lo = &s->chk[s->first_chk[p]], *c = &s->chk[s->first_chk[ok]];
-    /* Four words a step with one branch: mostly every word holds. */
-    while (c - lo >= 4) {
-        uint64_t diff = (*c[-1].at ^ c[-1].val) | (*c[-2].at ^ c[-2].val) | (*c[-3].at ^ c[-3].val) |
-                        (*c[-4].at ^ c[-4].val);
-        if (MT_UNLIKELY(diff))
-            break;
-        c -= 4;
-    }
-    while (c != lo) {
-        c--;
+    const uw_check_t *c = &s->chk[s->first_chk[p]], *end = &s->chk[s->first_chk[ok]];
+    for (; c != end; c++) {
         if (MT_UNLIKELY(*c->at != c->val)) {
             uint32_t j = (uint32_t)(c - s->chk), q = p;
             while (s->first_chk[q + 1] <= j)
@@ -741,7 +735,12 @@ int mt__cfi_walk(uint64_t *frames, uint32_t max, const uint64_t **out, const uin
                 c->walked = true;
                 return (int)(n + m);
             }
-            ok = k = from;
+            /* Unchanged from k outwards (but cut short): no need to check
+             * again. Changed: the walk steps on; remembered frames inside
+             * the changed one would fail the same check. */
+            if (from == k)
+                ok = k;
+            k = from;
         }
         if (n == max) {
             end = SEEN_TRUNC;

@@ -10,7 +10,8 @@
  * outer part the unwinder takes over from its previous walk. Other tests
  * run targets under the unwinder's verify build (build/verify/, preload/
  * unwind.c's MT_UNWIND_VERIFY), which compares every walk with libunwind's
- * frame by frame: in order, per event, at several recorded depths.
+ * frame by frame: in order, per event, at several recorded depths. One
+ * runs a program that switches stacks and unmaps one the unwinder walked.
  */
 #include <criterion/criterion.h>
 
@@ -181,6 +182,31 @@ Test(unwind, every_walk_through_mixed_frames_is_libunwinds, .timeout = 240)
         cr_expect_gt(c.same_place, 0, "%s: no join at a frame at the remembered place", depths[i]);
         cr_expect_gt(c.in_place, 0, "%s: no stack handed over in place", depths[i]);
         cr_expect_gt(c.known, 0, "%s: no walk known from an earlier one", depths[i]);
+    }
+}
+
+/* A stack the program switched to, inside the main thread's stack bounds,
+ * unmapped after a walk the unwinder kept, and another mapped where it
+ * was: checking the kept walk's words must stop at the first that changed
+ * instead of reading into the unmapped stack. With "walk" the remembered
+ * walk is the unmapped stack's, without it a known walk is. */
+Test(unwind, a_walk_on_a_stack_unmapped_since_is_checked_without_reading_it, .timeout = 60)
+{
+    const char *variants[] = {NULL, "walk"};
+    const char *depths[] = {"1", "3"};
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t j = 0; j < 2; j++) {
+            mt_e2e_opts_t o = {.capture_stdout = true, .capture_stderr = true, .timeout_s = 20};
+            mt_e2e_run_t run;
+            cr_assert_eq(mt_e2e_run_target(&run, &o, "switched_stacks", depths[i], variants[j], NULL), 0);
+            char *out = mt_e2e_read_file(run.stdout_path, NULL), *err = mt_e2e_read_file(run.stderr_path, NULL);
+            cr_expect(run.exit_code == 0 && out && strstr(out, "switched_stacks: done"),
+                      "switched_stacks %s %s: exit %d (signal %d): %s", depths[i], variants[j] ? variants[j] : "",
+                      run.exit_code, run.signal, err ? err : "");
+            free(out);
+            free(err);
+            mt_e2e_run_free(&run);
+        }
     }
 }
 
